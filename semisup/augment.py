@@ -1,0 +1,49 @@
+"""Batch augmentation on uint8 tensors: random horizontal flip, reflect-pad 4, random 32x32 crop.
+
+One gather does flip and crop for the whole batch on whatever device the images live on: no PIL, no per-image
+Python. The random draws come from the CPU generator so runs are reproducible across devices.
+"""
+import torch
+
+PAD = 4
+
+
+def augment_params(n: int, size: int = 32, generator=None):
+    """Draw (flip, dy, dx) for n images: flip in {0, 1}, offsets in [0, 2*PAD]."""
+    flip = torch.randint(0, 2, (n,), generator=generator, dtype=torch.bool)
+    offsets = torch.randint(0, 2 * PAD + 1, (2, n), generator=generator)
+    return flip, offsets[0], offsets[1]
+
+
+def _reflect(i: torch.Tensor, size: int) -> torch.Tensor:
+    """Map coordinates of the reflect-padded image back into [0, size)."""
+    i = i.abs()
+    return torch.where(i >= size, 2 * (size - 1) - i, i)
+
+
+def flip_pad_crop(images: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Reflect-pad by PAD, crop at (dy, dx), then mirror the crop where ``flip``: like torchvision's
+    RandomCrop(32, padding=4, padding_mode="reflect") followed by RandomHorizontalFlip, batched.
+
+    The padding is never materialised: crop coordinates are reflected back into the original image and
+    gathered in one indexing operation, which works for uint8 on any device.
+    """
+    n, c, h, w = images.shape
+    device = images.device
+    ar_h, ar_w = torch.arange(h, device=device), torch.arange(w, device=device)
+    flip, dy, dx = flip.to(device), dy.to(device), dx.to(device)
+    rows = _reflect(dy[:, None] + ar_h - PAD, h)  # [n, h]
+    cols = _reflect(dx[:, None] + torch.where(flip[:, None], w - 1 - ar_w, ar_w) - PAD, w)  # [n, w]
+    batch = torch.arange(n, device=device)[:, None, None, None]
+    chan = torch.arange(c, device=device)[None, :, None, None]
+    return images[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def augment(images: torch.Tensor, generator=None) -> torch.Tensor:
+    """Augment a uint8 batch [N, C, H, W] with fresh random draws."""
+    return flip_pad_crop(images, *augment_params(len(images), generator=generator))
+
+
+def to_float(images: torch.Tensor, memory_format=torch.contiguous_format) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1], the official code's input scaling."""
+    return images.to(memory_format=memory_format).float().mul_(2.0 / 255.0).sub_(1.0)

@@ -1,0 +1,171 @@
+"""Every hyperparameter in one dataclass, with the paper's defaults, and a strict command line.
+
+The defaults are those of the official MixMatch code for CIFAR-10 (see README, "Faithfulness"). The command line
+is generated from the dataclass so that flags, ``--help`` and the saved ``config.json`` can never disagree. Bad
+values are refused before any work starts, with one line and exit code 2.
+"""
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+ALGORITHMS = ("mixmatch", "supervised")
+MIXUP_MODES = ("all", "none", "labeled", "unlabeled", "separate")
+AMP_MODES = ("auto", "bf16", "fp16", "none")
+DEVICES = ("auto", "cpu", "cuda")
+
+# Fields that may change between a run and its resumption without making it a different experiment.
+RESUMABLE_FIELDS = frozenset({
+    "steps", "device", "threads", "data_dir", "download", "keep_checkpoints", "force_new", "detect_anomaly",
+    "progress", "eval_batch_size", "out", "init",
+})
+
+
+class ConfigError(ValueError):
+    """A configuration or input problem the user can fix; reported as one line, exit code 2."""
+
+
+def _opt(default, help, choices=None, flag=None):
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+
+
+@dataclass
+class Config:
+    # Data
+    data_dir: str = _opt("data", "folder holding cifar-10-batches-py/")
+    download: bool = _opt(False, "download CIFAR-10 through torchvision if it is missing")
+    n_labeled: int = _opt(250, "labeled images, balanced over classes")
+    n_valid: int = _opt(5000, "validation images held out of the training set, balanced over classes")
+    seed: int = _opt(1, "seed for the labeled split, initialisation and every random draw")
+    # Model and algorithm
+    model: str = _opt("wrn-28-2", "architecture (see semisup.models.MODELS)")
+    algorithm: str = _opt("mixmatch", "mixmatch, or supervised (labeled images only)", ALGORITHMS)
+    init: str = _opt("", "start from the model weights (and shape) of this checkpoint, e.g. a pruned model")
+    # MixMatch
+    K: int = _opt(2, "augmented views per unlabeled image", flag="--K")
+    T: float = _opt(0.5, "sharpening temperature", flag="--T")
+    no_sharpen: bool = _opt(False, "do not sharpen the guessed labels (same as --T 1)")
+    alpha: float = _opt(0.75, "MixUp Beta(alpha, alpha) parameter")
+    mixup: str = _opt("all", "what MixUp mixes: all (MixMatch), none, labeled, unlabeled, separate", MIXUP_MODES)
+    ema_guess: bool = _opt(False, "guess labels with the EMA model instead of the raw model")
+    lambda_u: float = _opt(75.0, "weight of the unlabeled loss after the ramp-up")
+    rampup_steps: int = _opt(16384, "steps over which lambda_u rises linearly from 0")
+    # Optimisation
+    steps: int = _opt(1 << 20, "optimizer steps")
+    batch_size: int = _opt(64, "labeled images per optimizer step (the unlabeled batch is the same size, K views each)")
+    lr: float = _opt(0.002, "Adam learning rate (constant)")
+    wd: float = _opt(0.02, "decoupled weight decay: conv/linear weights *= 1 - wd*lr after each step")
+    ema_decay: float = _opt(0.999, "decay of the parameter EMA")
+    accum_steps: int = _opt(1, "micro-batches per optimizer step (gradient accumulation)")
+    # Evaluation and output
+    eval_every: int = _opt(1024, "steps between evaluations and checkpoints")
+    eval_batch_size: int = _opt(1024, "images per evaluation batch")
+    n_eval_last: int = _opt(20, "the reported number is the median EMA test accuracy of this many last evals")
+    out: str = _opt("", "run folder (default runs/cifar10@<n_labeled>[-<algorithm>])")
+    force_new: bool = _opt(False, "start afresh even if --out holds a run with another configuration")
+    keep_checkpoints: int = _opt(1, "step-numbered checkpoints kept besides last.pt and its predecessor")
+    # Execution
+    device: str = _opt("auto", "auto, cpu or cuda", DEVICES)
+    threads: int = _opt(0, "CPU threads (0: PyTorch's default)")
+    amp: str = _opt("auto", "autocast precision: auto (bf16 where it helps), bf16, fp16 (CUDA), none", AMP_MODES)
+    channels_last: str = _opt("auto", "channels-last memory format: auto, on, off", ("auto", "on", "off"))
+    compile: bool = _opt(False, "torch.compile the model")
+    sync_bn: bool = _opt(False, "SyncBatchNorm across ranks under torchrun")
+    detect_anomaly: bool = _opt(False, "enable autograd anomaly detection (slow; for debugging NaNs)")
+    progress: bool = _opt(True, "show a progress bar")
+    # Compression during training
+    slim_lambda: float = _opt(0.0, "network-slimming L1 penalty on batch-norm gamma (e.g. 1e-4)")
+
+    @property
+    def temperature(self) -> float:
+        return 1.0 if self.no_sharpen else self.T
+
+    @property
+    def run_dir(self) -> str:
+        if self.out:
+            return self.out
+        suffix = "" if self.algorithm == "mixmatch" else f"-{self.algorithm}"
+        return f"runs/cifar10@{self.n_labeled}{suffix}"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+        return validate(cls(**d))
+
+
+def validate(cfg: Config) -> Config:
+    """Refuse values that would fail later or silently train something else."""
+    checks = [
+        (cfg.K >= 1, f"--K must be at least 1 (got {cfg.K})"),
+        (cfg.T > 0, f"--T must be positive (got {cfg.T})"),
+        (cfg.alpha > 0, f"--alpha must be positive (got {cfg.alpha})"),
+        (cfg.lr > 0, f"--lr must be positive (got {cfg.lr})"),
+        (cfg.steps >= 1, f"--steps must be at least 1 (got {cfg.steps})"),
+        (cfg.eval_every >= 1, f"--eval-every must be at least 1 (got {cfg.eval_every})"),
+        (cfg.batch_size >= 1, f"--batch-size must be at least 1 (got {cfg.batch_size})"),
+        (cfg.eval_batch_size >= 1, f"--eval-batch-size must be at least 1 (got {cfg.eval_batch_size})"),
+        (cfg.n_labeled >= 1, f"--n-labeled must be at least 1 (got {cfg.n_labeled})"),
+        (cfg.n_valid >= 0, f"--n-valid must not be negative (got {cfg.n_valid})"),
+        (cfg.wd >= 0, f"--wd must not be negative (got {cfg.wd})"),
+        (0 <= cfg.ema_decay < 1, f"--ema-decay must be in [0, 1) (got {cfg.ema_decay})"),
+        (cfg.lambda_u >= 0, f"--lambda-u must not be negative (got {cfg.lambda_u})"),
+        (cfg.rampup_steps >= 0, f"--rampup-steps must not be negative (got {cfg.rampup_steps})"),
+        (cfg.n_eval_last >= 1, f"--n-eval-last must be at least 1 (got {cfg.n_eval_last})"),
+        (cfg.keep_checkpoints >= 0, f"--keep-checkpoints must not be negative (got {cfg.keep_checkpoints})"),
+        (cfg.threads >= 0, f"--threads must not be negative (got {cfg.threads})"),
+        (cfg.slim_lambda >= 0, f"--slim-lambda must not be negative (got {cfg.slim_lambda})"),
+        (cfg.accum_steps >= 1, f"--accum-steps must be at least 1 (got {cfg.accum_steps})"),
+        (cfg.batch_size % cfg.accum_steps == 0,
+         f"--accum-steps {cfg.accum_steps} does not divide --batch-size {cfg.batch_size}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    if cfg.algorithm not in ALGORITHMS:
+        raise ConfigError(f"--algorithm must be one of {', '.join(ALGORITHMS)} (got {cfg.algorithm})")
+    if cfg.mixup not in MIXUP_MODES:
+        raise ConfigError(f"--mixup must be one of {', '.join(MIXUP_MODES)} (got {cfg.mixup})")
+    return cfg
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (no usage dump) and exits with code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _flag(f) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def build_parser(prog: Optional[str] = None, description: Optional[str] = None) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=description,
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+    for f in fields(Config):
+        flag, help_text = _flag(f), f.metadata["help"]
+        if f.type in (bool, "bool"):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=f.default, help=help_text)
+            continue
+        kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
+        parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=f.metadata["choices"],
+                            help=help_text, metavar=f.name.upper() if not f.metadata["choices"] else None)
+    return parser
+
+
+def parse_args(argv=None, prog: Optional[str] = None, description: Optional[str] = None) -> Config:
+    """Parse argv into a validated Config; on bad input print one line and exit with code 2."""
+    args = build_parser(prog, description).parse_args(argv)
+    try:
+        return validate(Config(**vars(args)))
+    except ConfigError as err:
+        print(f"{prog or sys.argv[0]}: error: {err}", file=sys.stderr)
+        raise SystemExit(2)

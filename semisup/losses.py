@@ -1,0 +1,35 @@
+"""MixUpLoss and the λu ramp-up, as pure functions."""
+import torch
+
+
+def soft_cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Σ_rows -Σ_c t log softmax(logits): cross-entropy against soft (mixed) targets, summed over rows."""
+    return -(targets * logits.float().log_softmax(-1)).sum()
+
+
+def mixup_loss(logits_x: torch.Tensor, targets_x: torch.Tensor, logits_u: torch.Tensor, targets_u: torch.Tensor,
+               denom_x: float = None, denom_u: float = None):
+    """(loss_x, loss_u) of MixMatch.
+
+    loss_x: cross-entropy of X' against its mixed targets, averaged over rows.
+    loss_u: squared error between softmax(U') and its mixed targets, averaged over rows × classes.
+    ``denom_x``/``denom_u`` replace the row counts when a batch is split into micro-batches, so that summing the
+    micro-batch losses gives the full-batch loss.
+    """
+    denom_x = len(logits_x) if denom_x is None else denom_x
+    denom_u = logits_u.numel() if denom_u is None else denom_u
+    loss_x = soft_cross_entropy_sum(logits_x, targets_x) / denom_x
+    loss_u = (logits_u.float().softmax(-1) - targets_u).pow(2).sum() / denom_u
+    return loss_x, loss_u
+
+
+def linear_rampup(step: int, rampup_steps: int) -> float:
+    """step / rampup_steps clipped to [0, 1]; 1 when there is no ramp-up."""
+    if rampup_steps <= 0:
+        return 1.0
+    return min(max(step / rampup_steps, 0.0), 1.0)
+
+
+def lambda_u_at(step: int, lambda_u: float, rampup_steps: int) -> float:
+    """The unlabeled-loss weight for the optimizer step ``step`` (0-based): λu · min(step / rampup, 1)."""
+    return lambda_u * linear_rampup(step, rampup_steps)

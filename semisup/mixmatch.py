@@ -1,0 +1,167 @@
+"""MixMatch (Berthelot et al., 2019) as pure functions, and the training step built from them.
+
+Batch-norm semantics follow the official code: guessing passes and all but the first mixed chunk use batch
+statistics without touching the running averages; the labeled and unlabeled chunks are interleaved so every
+forward pass sees both kinds of rows.
+"""
+from contextlib import contextmanager, nullcontext
+from typing import Callable, ContextManager, List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .losses import mixup_loss
+
+ContextFactory = Callable[[], ContextManager]
+
+
+def sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
+    """p**(1/T), renormalised over the last dimension. T = 1 returns p unchanged."""
+    if T == 1:
+        return p
+    p = p.pow(1.0 / T)
+    return p / p.sum(-1, keepdim=True)
+
+
+def average_and_sharpen(logits: torch.Tensor, T: float) -> torch.Tensor:
+    """Guessed labels from logits of shape [K, B, C]: mean softmax over the K views, then sharpen."""
+    return sharpen(logits.float().softmax(-1).mean(0), T)
+
+
+@contextmanager
+def frozen_bn_stats(model: nn.Module):
+    """Train-mode batch norm (batch statistics) that leaves running_mean/var and the counter untouched."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
+
+
+@torch.no_grad()
+def guess_labels(model: nn.Module, x_ulb: Sequence[torch.Tensor], T: float) -> torch.Tensor:
+    """One train-mode pass per view (BN statistics of that view alone, running stats unchanged)."""
+    was_training = model.training
+    model.train()
+    with frozen_bn_stats(model):
+        logits = torch.stack([model(x) for x in x_ulb])
+    model.train(was_training)
+    return average_and_sharpen(logits, T)
+
+
+def draw_mixup(n_lb: int, n_ulb: int, alpha: float, mode: str = "all") -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-row λ' = max(λ, 1-λ), λ ~ Beta(α, α), and a partner permutation, for rows [labeled; unlabeled].
+
+    mode: "all" one permutation over everything (MixMatch); "separate" labeled rows mix only with labeled and
+    unlabeled only with unlabeled; "labeled"/"unlabeled" mix only that part; "none" mixes nothing.
+    λ is drawn for every row in every mode, so the random stream does not depend on the mode.
+    """
+    n = n_lb + n_ulb
+    lam = torch.distributions.Beta(alpha, alpha).sample((n,))
+    lam = torch.maximum(lam, 1 - lam)
+    perm = torch.arange(n)
+    lb, ulb = torch.arange(n_lb), torch.arange(n_lb, n)
+    parts = {"all": [perm.clone()], "separate": [lb, ulb], "labeled": [lb], "unlabeled": [ulb], "none": []}[mode]
+    mixed = torch.zeros(n, dtype=torch.bool)
+    for part in parts:
+        perm[part] = part[torch.randperm(len(part))]
+        mixed[part] = True
+    return torch.where(mixed, lam, torch.ones_like(lam)), perm
+
+
+def mixup(x: torch.Tensor, targets: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor):
+    """x' = λ x + (1-λ) x[perm], and the same for the targets, with one λ per row."""
+    lam = lam.to(x.device)
+    perm = perm.to(x.device)
+    lam_x = lam.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+    x_mix = x * lam_x + x[perm] * (1 - lam_x)
+    t_mix = targets * lam[:, None] + targets[perm] * (1 - lam[:, None])
+    return x_mix, t_mix
+
+
+def interleave_offsets(batch: int, nu: int) -> List[int]:
+    groups = [batch // (nu + 1)] * (nu + 1)
+    for i in range(batch - sum(groups)):
+        groups[-i - 1] += 1
+    offsets = [0]
+    for g in groups:
+        offsets.append(offsets[-1] + g)
+    return offsets
+
+
+def interleave(xy: Sequence[torch.Tensor], batch: int) -> List[torch.Tensor]:
+    """Swap slices between chunks so each holds labeled and unlabeled rows; applying it twice is the identity."""
+    nu = len(xy) - 1
+    offsets = interleave_offsets(batch, nu)
+    parts = [[v[offsets[p]:offsets[p + 1]] for p in range(nu + 1)] for v in xy]
+    for i in range(1, nu + 1):
+        parts[0][i], parts[i][i] = parts[i][i], parts[0][i]
+    return [torch.cat(v) for v in parts]
+
+
+def forward_interleaved(model: nn.Module, x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Logits for rows [labeled chunk; unlabeled chunks], each pass over an interleaved chunk of ``chunk`` rows.
+
+    Only the first pass updates the BN running statistics, as in the official code.
+    """
+    chunks = interleave(list(x.split(chunk)), chunk)
+    logits = [model(chunks[0])]
+    with frozen_bn_stats(model):
+        logits += [model(c) for c in chunks[1:]]
+    return torch.cat(interleave(logits, chunk))
+
+
+def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    return F.one_hot(y, num_classes).float()
+
+
+def mix_batch(guess_model: nn.Module, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: Sequence[torch.Tensor],
+              num_classes: int, T: float, alpha: float, mode: str, guess_chunks: int = 1):
+    """Guess, build X̂ and Û, draw the mixup once for the whole batch and apply it.
+
+    Returns (x_mix, t_mix) with rows [B labeled; K*B unlabeled] and the guessed labels. ``guess_chunks`` > 1 runs
+    the guessing passes on micro-batches (gradient accumulation), each with its own BN statistics.
+    """
+    q = torch.cat([guess_labels(guess_model, [v.chunk(guess_chunks)[i] for v in x_ulb], T)
+                   for i in range(guess_chunks)])
+    x = torch.cat([x_lb, *x_ulb])
+    targets = torch.cat([one_hot(y_lb, num_classes), q.repeat(len(x_ulb), 1)])
+    lam, perm = draw_mixup(len(x_lb), len(x) - len(x_lb), alpha, mode)
+    x_mix, t_mix = mixup(x, targets, lam, perm)
+    return x_mix, t_mix, q
+
+
+def micro_batch(x: torch.Tensor, n_lb: int, K: int, index: int, count: int) -> torch.Tensor:
+    """Rows of micro-batch ``index`` of ``count``: its share of the labeled rows, then of each view's rows."""
+    b = n_lb // count
+    views = x[n_lb:].view(K, n_lb, *x.shape[1:])
+    return torch.cat([x[index * b:(index + 1) * b], views[:, index * b:(index + 1) * b].flatten(0, 1)])
+
+
+def mixmatch_backward(model: nn.Module, x_mix: torch.Tensor, t_mix: torch.Tensor, n_lb: int, K: int,
+                      lambda_u: float, accum_steps: int = 1, backward: Callable[[torch.Tensor], None] = None,
+                      autocast: ContextFactory = nullcontext,
+                      sync_context: Callable[[bool], ContextManager] = lambda last: nullcontext()):
+    """Forward and backward the mixed batch in ``accum_steps`` micro-batches; returns (loss_x, loss_u) detached.
+
+    Each micro-batch's losses are divided by the full batch's row counts, so the summed gradients equal the
+    gradient of the full-batch loss. ``backward`` may scale the loss (fp16); ``sync_context(last)`` wraps each
+    micro-batch's forward and backward (DDP's no_sync on all but the last).
+    """
+    backward = backward or torch.Tensor.backward
+    b, c = n_lb // accum_steps, t_mix.shape[1]
+    total_x = total_u = torch.zeros((), device=x_mix.device)
+    for m in range(accum_steps):
+        xm = micro_batch(x_mix, n_lb, K, m, accum_steps)
+        tm = micro_batch(t_mix, n_lb, K, m, accum_steps)
+        with sync_context(m == accum_steps - 1):
+            with autocast():
+                logits = forward_interleaved(model, xm, b)
+            loss_x, loss_u = mixup_loss(logits[:b], tm[:b], logits[b:], tm[b:], n_lb, n_lb * K * c)
+            backward(loss_x + lambda_u * loss_u)
+        total_x, total_u = total_x + loss_x.detach(), total_u + loss_u.detach()
+    return total_x, total_u

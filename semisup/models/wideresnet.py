@@ -1,0 +1,92 @@
+"""Wide ResNet as in the official MixMatch code: pre-activation blocks, leaky ReLU 0.1, BN momentum 0.001.
+
+Every width is explicit (stem, per-stage residual width, per-block inner width) so that a slimmed network is the
+same class with smaller numbers, and its shape can be saved next to its weights (``arch``).
+"""
+import math
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+BN_MOMENTUM = 0.001  # TF's decay 0.999 in PyTorch's convention
+BN_EPS = 0.001  # TF's batch_normalization default
+LEAKY_SLOPE = 0.1
+
+
+def _bn(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM, eps=BN_EPS)
+
+
+def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
+    """Bias-free: every conv feeds a batch norm (directly or through the residual sum), as in the common
+    PyTorch WRN and the 1,467,610-parameter count; the official TF layers carry an extra 2,032 conv biases."""
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
+
+
+class Block(nn.Module):
+    """Pre-activation residual block: x0 + conv2(act(bn2(conv1(act(bn1(x0)))))).
+
+    ``activate_before_residual`` (first block of the network) feeds the shortcut with act(bn1(x0)) instead of x0.
+    bn1's output is always used by conv1, never computed and discarded.
+    """
+
+    def __init__(self, cin: int, inner: int, cout: int, stride: int, activate_before_residual: bool):
+        super().__init__()
+        self.bn1, self.conv1 = _bn(cin), _conv(cin, inner, 3, stride)
+        self.bn2, self.conv2 = _bn(inner), _conv(inner, cout, 3)
+        self.shortcut = _conv(cin, cout, 1, stride) if (cin != cout or stride != 1) else None
+        self.activate_before_residual = activate_before_residual
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.bn1(x0), LEAKY_SLOPE)
+        if self.activate_before_residual:
+            x0 = x
+        out = self.conv2(F.leaky_relu(self.bn2(self.conv1(x)), LEAKY_SLOPE))
+        return out + (x0 if self.shortcut is None else self.shortcut(x0))
+
+
+class WideResNet(nn.Module):
+    def __init__(self, num_classes: int = 10, stem: int = 16, widths: Sequence[int] = (32, 64, 128),
+                 depth: int = 28, inner: Optional[Sequence[int]] = None):
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"WideResNet depth must be 6n+4, got {depth}")
+        repeat = (depth - 4) // 6
+        inner = list(inner) if inner is not None else [w for w in widths for _ in range(repeat)]
+        if len(inner) != repeat * len(widths):
+            raise ValueError(f"inner widths: expected {repeat * len(widths)} values, got {len(inner)}")
+        self.arch = {"num_classes": num_classes, "stem": stem, "widths": list(widths), "depth": depth,
+                     "inner": inner}
+        self.stem = _conv(3, stem, 3)
+        blocks: List[nn.Module] = []
+        cin = stem
+        for s, width in enumerate(widths):
+            for r in range(repeat):
+                blocks.append(Block(cin, inner[s * repeat + r], width, stride=2 if s and not r else 1,
+                                    activate_before_residual=(s == 0 and r == 0)))
+                cin = width
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = _bn(cin)
+        self.fc = nn.Linear(cin, num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The official initialisation: conv ~ N(0, 2/(k*k*cout)), dense Glorot normal, zero bias."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                k = m.kernel_size[0]
+                nn.init.normal_(m.weight, std=math.sqrt(2.0 / (k * k * m.out_channels)))
+            elif isinstance(m, nn.Linear):
+                nn.init.xavier_normal_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.reset_parameters()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.stem(x))
+        return F.leaky_relu(self.bn(x), LEAKY_SLOPE).mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
