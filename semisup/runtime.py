@@ -42,9 +42,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """bf16 autocast pays off on CPUs with native bf16 (AVX512-BF16 / AMX) through oneDNN."""
-    probe = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
-    return "AVX512" in probe.upper() and torch.backends.mkldnn.is_available()
+    """bf16 autocast pays off on CPUs with native bf16 (AVX512-BF16 / AMX), which oneDNN reports."""
+    probe = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
 
 
 def resolve_amp(mode: str, device: torch.device):
