@@ -14,6 +14,7 @@ ALGORITHMS = ("mixmatch", "supervised")
 MIXUP_MODES = ("all", "none", "labeled", "unlabeled", "separate")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 DEVICES = ("auto", "cpu", "cuda")
+NUM_CLASSES = 10  # CIFAR-10: labeled and validation sets are balanced over its classes
 
 # Fields that may change between a run and its resumption without making it a different experiment.
 RESUMABLE_FIELDS = frozenset({
@@ -113,6 +114,10 @@ def validate(cfg: Config) -> Config:
         (cfg.eval_batch_size >= 1, f"--eval-batch-size must be at least 1 (got {cfg.eval_batch_size})"),
         (cfg.n_labeled >= 1, f"--n-labeled must be at least 1 (got {cfg.n_labeled})"),
         (cfg.n_valid >= 0, f"--n-valid must not be negative (got {cfg.n_valid})"),
+        (cfg.n_labeled % NUM_CLASSES == 0,
+         f"--n-labeled must be a multiple of the {NUM_CLASSES} classes (got {cfg.n_labeled})"),
+        (cfg.n_valid % NUM_CLASSES == 0,
+         f"--n-valid must be a multiple of the {NUM_CLASSES} classes (got {cfg.n_valid})"),
         (cfg.wd >= 0, f"--wd must not be negative (got {cfg.wd})"),
         (0 <= cfg.ema_decay < 1, f"--ema-decay must be in [0, 1) (got {cfg.ema_decay})"),
         (cfg.lambda_u >= 0, f"--lambda-u must not be negative (got {cfg.lambda_u})"),
@@ -152,8 +157,10 @@ def build_parser(prog: Optional[str] = None, description: Optional[str] = None) 
     for f in fields(Config):
         flag, help_text = _flag(f), f.metadata["help"]
         if f.type in (bool, "bool"):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=f.default, help=help_text)
+            # BooleanOptionalAction reads any flag starting with --no- as "False": a field whose own flag is
+            # --no-x (no_sharpen) must be a plain switch, or --no-x would be silently ignored.
+            action = "store_true" if flag.startswith("--no-") else argparse.BooleanOptionalAction
+            parser.add_argument(flag, dest=f.name, action=action, default=f.default, help=help_text)
             continue
         kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=f.metadata["choices"],

@@ -95,7 +95,9 @@ def split_indices(labels, n_labeled: int, n_valid: int, seed: int, num_classes: 
     """Balanced labeled and validation sets chosen by ``seed``; unlabeled = every other training image.
 
     Uses numpy's legacy MT19937 ``RandomState``, whose stream is fixed across platforms and numpy versions, so
-    the same seed picks the same images on any machine.
+    the same seed picks the same images on any machine. Each class's permutation gives its labeled images first,
+    so the labeled set depends on ``seed`` and ``n_labeled`` only (not on ``n_valid``), and smaller labeled sets
+    are subsets of larger ones.
     """
     labels = np.asarray(labels)
     if n_labeled % num_classes or n_valid % num_classes:
@@ -110,8 +112,8 @@ def split_indices(labels, n_labeled: int, n_valid: int, seed: int, num_classes: 
             raise ConfigError(f"class {c} has {len(idx)} training images: too few for {per_lb} labeled and "
                               f"{per_valid} validation images per class (lower --n-labeled or --n-valid)")
         idx = rng.permutation(idx)
-        valid.append(idx[:per_valid])
-        labeled.append(idx[per_valid:per_valid + per_lb])
+        labeled.append(idx[:per_lb])
+        valid.append(idx[per_lb:per_lb + per_valid])
     labeled, valid = np.sort(np.concatenate(labeled)), np.sort(np.concatenate(valid))
     taken = np.zeros(len(labels), dtype=bool)
     taken[labeled] = taken[valid] = True

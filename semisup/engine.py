@@ -143,9 +143,10 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         for name, sampler in self.samplers.items():
             sampler.load_state_dict(state["samplers"][name])
-        torch.set_rng_state(state["rng"]["torch"])
+        # RNG states must be CPU byte tensors, whatever map_location the checkpoint was loaded with.
+        torch.set_rng_state(state["rng"]["torch"].cpu())
         if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
         self.step = int(state["step"])
         self.history = list(state["history"])
 

@@ -128,8 +128,8 @@ def _progress(cfg: Config, trainer: Trainer):
 def train(cfg: Config) -> dict:
     """Train (or resume) the run described by ``cfg``; returns the summary."""
     rt = make_runtime(cfg)
-    out = prepare_run_dir(cfg) if rt.is_main else cfg.run_dir
     data = prepare_data(cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed, cfg.download)
+    out = prepare_run_dir(cfg) if rt.is_main else cfg.run_dir  # only once the data is known to be usable
     torch.manual_seed(cfg.seed)
     trainer = Trainer(cfg, rt, data, build_model(cfg, data.num_classes))
     torch.manual_seed(cfg.seed * 1000 + rt.rank)  # each rank draws its own augmentations and mixup

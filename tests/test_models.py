@@ -1,0 +1,94 @@
+"""WRN-28-2 as the official code builds it, the large WRN-28, and the registry."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from semisup.models import MODELS, create_model, model_from_arch
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_wrn_28_2_has_exactly_1467610_parameters():
+    assert n_params(create_model("wrn-28-2", 10)) == 1_467_610
+
+
+def test_wrn_28_large_has_25976769_parameters():
+    """The paper's large model (135 filters per layer, 'about 26M'): widths 135/270/540 after a 16-filter stem."""
+    model = create_model("wrn-28-large", 10)
+    assert n_params(model) == 25_976_769
+    assert model.arch["widths"] == [135, 270, 540] and model.fc.in_features == 540
+
+
+def test_structure_strides_and_output():
+    model = create_model("wrn-28-2")
+    assert len(model.blocks) == 12
+    assert [b.conv1.stride[0] for b in model.blocks] == [1, 1, 1, 1, 2, 1, 1, 1, 2, 1, 1, 1]
+    assert [b.activate_before_residual for b in model.blocks] == [True] + [False] * 11
+    assert [b.shortcut is not None for b in model.blocks] == [True, False, False, False] * 3
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert create_model("wrn-10-tiny", num_classes=7)(torch.zeros(3, 3, 32, 32)).shape == (3, 7)
+
+
+def test_batch_norm_momentum_and_epsilon_and_no_conv_bias():
+    model = create_model("wrn-28-2")
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(bns) == 2 * 12 + 1
+    assert all(m.momentum == 0.001 and m.eps == 0.001 for m in bns)
+    assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert model.fc.bias is not None
+
+
+def test_leaky_relu_slope_is_0_1():
+    """The features are leaky_relu(bn(x), 0.1) averaged over space: check against the captured bn output."""
+    torch.manual_seed(0)
+    model = create_model("wrn-10-tiny")
+    captured = {}
+    model.bn.register_forward_hook(lambda m, i, out: captured.update(y=out))
+    features = model.features(torch.randn(4, 3, 32, 32))
+    y = captured["y"]
+    assert (y < 0).any()
+    torch.testing.assert_close(features, F.leaky_relu(y, 0.1).mean((2, 3)))
+    assert not torch.allclose(features, F.leaky_relu(y, 0.2).mean((2, 3)))
+
+
+def test_official_initialisation():
+    torch.manual_seed(0)
+    model = create_model("wrn-28-2")
+    conv = model.blocks[-1].conv2  # 128 x 128 x 3 x 3: enough samples to estimate the std closely
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2.0 / (9 * 128)), rel=0.02)
+    glorot = math.sqrt(2.0 / (128 + 10))
+    assert model.fc.weight.std().item() == pytest.approx(glorot, rel=0.15)
+    assert torch.equal(model.fc.bias, torch.zeros(10))
+
+
+def test_unknown_model_is_refused_with_the_choices():
+    with pytest.raises(ValueError) as exc:
+        create_model("resnet-50")
+    assert "resnet-50" in str(exc.value)
+    assert all(name in str(exc.value) for name in MODELS)
+
+
+def test_model_from_arch_round_trips_smaller_inner_widths():
+    """A slimmed network (smaller widths inside each block) is rebuilt from its saved arch with its weights."""
+    inner = [12, 20, 32, 32, 64, 40, 64, 64, 100, 128, 96, 128]
+    torch.manual_seed(0)
+    model = create_model("wrn-28-2", 10, inner=inner).eval()
+    assert [b.conv1.out_channels for b in model.blocks] == inner
+    assert n_params(model) < 1_467_610
+    rebuilt = model_from_arch("wrn-28-2", model.arch).eval()
+    assert rebuilt.arch == model.arch and model.arch["num_classes"] == 10
+    rebuilt.load_state_dict(model.state_dict())  # strict: every shape matches
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(rebuilt(x), model(x))
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match="depth must be 6n\\+4"):
+        create_model("wrn-28-2", depth=27)
+    with pytest.raises(ValueError, match="expected 12 values, got 3"):
+        create_model("wrn-28-2", inner=[8, 8, 8])
