@@ -21,7 +21,7 @@ from .metrics import classification_report, compare_reports, predict
 from .plots import plot_confusion_difference, plot_confusion_matrix, plot_reliability
 from .report import format_comparison, format_report, write_json, write_per_class_csv, write_predictions
 from .restore import model_from_checkpoint, recalibrate_bn
-from .runtime import resolve_amp, resolve_device, resolve_memory_format
+from .runtime import Runtime, resolve_amp, resolve_device, resolve_memory_format
 
 PROG = "evaluate.py"
 SPLITS = ("test", "valid", "labeled")
@@ -30,23 +30,26 @@ SPLIT_KEYS = ("n_labeled", "n_valid", "seed")
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description="Evaluate a semisup checkpoint: top-1/top-5, per-class precision/recall/F1, "
-                "confusion matrix, calibration; optionally against a second checkpoint.",
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+                "confusion matrix, calibration; optionally against a second checkpoint.", allow_abbrev=False)
     p.add_argument("--checkpoint", required=True, help="checkpoint written by train.py (or a pruned model)")
     p.add_argument("--compare", default="", metavar="CHECKPOINT",
-                   help="a second checkpoint B, evaluated the same way; reports B - A")
-    p.add_argument("--weights", choices=("ema", "raw"), default="ema", help="EMA or raw model weights")
+                   help="a second checkpoint B, evaluated the same way on the same images; reports B - A")
+    p.add_argument("--weights", choices=("ema", "raw"), default="ema", help="EMA or raw weights (default: ema)")
     p.add_argument("--split", choices=SPLITS, default="test",
-                   help="test set, or the run's own validation or labeled images")
-    p.add_argument("--data-dir", default="", help="folder holding cifar-10-batches-py/ (default: the checkpoint's)")
-    p.add_argument("--batch-size", type=int, default=1024, help="images per forward pass")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--amp", choices=AMP_MODES, default="auto", help="autocast precision, as in train.py")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
-    p.add_argument("--out", default="", help="output folder (default: eval-<weights>-<split>[-bn<N>]/ beside "
-                   "the checkpoint)")
+                   help="the test set, or the run's own validation or labeled images (default: test)")
+    p.add_argument("--data-dir", default="",
+                   help="folder holding cifar-10-batches-py/ (default: the checkpoint's --data-dir)")
+    p.add_argument("--batch-size", type=int, default=1024, help="images per forward pass (default: 1024)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (CUDA when present), cpu or cuda "
+                   "(default: auto)")
+    p.add_argument("--amp", choices=AMP_MODES, default="auto",
+                   help="autocast precision, as in train.py (default: auto)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0, PyTorch's choice)")
+    p.add_argument("--out", default="", help="output folder (default: eval-<weights>-<split>/ beside the "
+                   "checkpoint, with -bn<N> appended under --recalibrate-bn N)")
     p.add_argument("--recalibrate-bn", type=int, default=0, metavar="N",
-                   help="re-estimate batch-norm statistics on N training images (no augmentation) first")
+                   help="first re-estimate the batch-norm statistics on N training images, without "
+                        "augmentation (default: 0, off)")
     return p
 
 
@@ -57,16 +60,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         if getattr(args, name) < low:
             parser.error(f"--{name.replace('_', '-')} must be at least {low} (got {getattr(args, name)})")
     return args
-
-
-@dataclass
-class Runtime:
-    device: torch.device
-    amp_dtype: object
-    memory_format: torch.memory_format
-
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else None
 
 
 @dataclass
@@ -148,8 +141,8 @@ def write_outputs(ev: Evaluation, out: str) -> None:
     plot_reliability(ev.report["reliability"], ev.report["ece"], os.path.join(out, "reliability.png"))
 
 
-def compare(a: Evaluation, args, rt: Runtime, data: SSLData, data_dir: str, settings: dict, out: str) -> str:
-    """Evaluate --compare (B) on the same images as A; write compare.json and compare_confusion_matrix.png."""
+def prepare_compare(args, settings: dict, data: SSLData, data_dir: str):
+    """Load --compare (B) and its images before any work, so a bad B fails before anything is written."""
     state = load(args.compare, "--compare")
     settings_b = split_settings(state, args.split, args.compare)
     if args.split != "test" and settings_b != settings:
@@ -157,7 +150,11 @@ def compare(a: Evaluation, args, rt: Runtime, data: SSLData, data_dir: str, sett
                           f"so its {args.split} images differ; compare on --split test")
     check_classes(state, data, args.compare)
     data_b = data if settings_b == settings else load_data(data_dir, settings_b, state, args.compare)
-    b = evaluate_checkpoint(args.compare, state, data_b, settings_b, args, rt)
+    return state, data_b, settings_b
+
+
+def write_comparison(a: Evaluation, b: Evaluation, out: str) -> str:
+    """compare.json and compare_confusion_matrix.png (B − A); returns the printed comparison."""
     names = [row["class"] for row in a.report["per_class"]]
     comparison = compare_reports(a.report, b.report, names)
     write_json({"a": a.info, "b": b.info, **comparison}, os.path.join(out, "compare.json"))
@@ -186,14 +183,16 @@ def run(args) -> None:
     settings = split_settings(state, args.split, args.checkpoint)
     data_dir = args.data_dir or ((state.get("config") or {}).get("data_dir") or Config().data_dir)
     data = load_data(data_dir, settings, state, args.checkpoint)
+    other = prepare_compare(args, settings, data, data_dir) if args.compare else None
     a = evaluate_checkpoint(args.checkpoint, state, data, settings, args, rt)
+    b = evaluate_checkpoint(args.compare, *other, args, rt) if other else None
     out = args.out or default_out(args)
     try:
         os.makedirs(out, exist_ok=True)
         write_outputs(a, out)
         print(format_report(a.info, a.report, [row["class"] for row in a.report["per_class"]]))
-        if args.compare:
-            print("\n" + compare(a, args, rt, data, data_dir, settings, out))
+        if b is not None:
+            print("\n" + write_comparison(a, b, out))
     except OSError as err:
         raise ConfigError(f"cannot write the results to {out}: {err}") from None
     print(f"\nwritten to {out}")

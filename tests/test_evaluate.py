@@ -230,13 +230,15 @@ def _bad_inputs(tmp_path, ckpt):
         "missing data": (["--checkpoint", ckpt, "--data-dir", str(tmp_path / "empty")], "CIFAR-10 not found"),
         "too many bn images": (["--checkpoint", ckpt, "--recalibrate-bn", "100000"], "training images are"),
         "bad batch size": (["--checkpoint", ckpt, "--batch-size", "0"], "--batch-size must be at least 1"),
+        "bad compare": (["--checkpoint", ckpt, "--compare", str(pickled)], "--compare: "),
+        "out is a file": (["--checkpoint", ckpt, "--out", str(text)], "cannot write the results to"),
     }
 
 
 def test_bad_inputs_give_one_line_and_exit_2(ckpt, tmp_path, capsys):
     for case, (argv, message) in _bad_inputs(tmp_path, ckpt).items():
         try:
-            code = evaluation.main(EVAL + argv + ["--out", str(tmp_path / "never")])
+            code = evaluation.main(EVAL + ["--out", str(tmp_path / "never")] + argv)
         except SystemExit as exit_:
             code = exit_.code
         err = capsys.readouterr().err
