@@ -1,6 +1,8 @@
-"""Predictions and accuracy over a uint8 image set, batched, in inference mode."""
+"""Predictions, accuracy, and the evaluation report: per-class scores, confusion matrix, calibration."""
 from contextlib import nullcontext
+from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -31,3 +33,89 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
         return float("nan")
     topk = logits.topk(min(k, logits.shape[1]), dim=1).indices
     return 100.0 * (topk == labels.to(topk.device)[:, None]).any(1).float().mean().item()
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15):
+    """(ECE, bins) with equal-width confidence bins on (0, 1], as Guo et al. (2017) define it.
+
+    Confidence is the top softmax probability; an image falls in bin b when lower_b < confidence <= upper_b.
+    ECE = sum over bins of (count_b / N) * |accuracy_b - mean confidence_b|, a fraction in [0, 1]. Each bin is
+    reported (empty bins with accuracy and confidence None) so the reliability diagram is drawn from the same numbers.
+    """
+    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
+    confidence, predicted = probs.max(1), probs.argmax(1)
+    correct = (predicted == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    ece, bins = 0.0, []
+    for lower, upper in zip(edges[:-1], edges[1:]):
+        inside = (confidence > lower) & (confidence <= upper)
+        count = int(inside.sum())
+        acc = float(correct[inside].mean()) if count else None
+        conf = float(confidence[inside].mean()) if count else None
+        if count:
+            ece += count / len(labels) * abs(acc - conf)
+        bins.append({"lower": float(lower), "upper": float(upper), "count": count, "accuracy": acc,
+                     "confidence": conf})
+    return ece, bins
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64, shifted by the row maximum so large logits do not overflow."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
+def classification_report(logits: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                          n_bins: int = 15) -> dict:
+    """Every number evaluate.py reports, from logits [N, C] and labels [N].
+
+    Precision, recall and F1 come from scikit-learn with ``zero_division=0`` (a class never predicted gets
+    precision 0 rather than a warning and NaN); the confusion matrix has rows = true class, columns = predicted.
+    scikit-learn is imported here rather than at the top because the training loop imports this module and would
+    otherwise pay about a second of start-up for it.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    classes = list(range(len(class_names)))
+    predicted = logits.argmax(1)
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes,
+                                                                     zero_division=0)
+    macro = precision_recall_fscore_support(labels, predicted, labels=classes, average="macro", zero_division=0)
+    ece, bins = expected_calibration_error(softmax(logits), labels, n_bins)
+    t_logits, t_labels = torch.from_numpy(logits), torch.from_numpy(labels)
+    return {
+        "n_images": int(len(labels)),
+        "top1": accuracy(t_logits, t_labels, 1),
+        "top5": accuracy(t_logits, t_labels, 5),
+        "per_class": [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
+                       "support": int(s)} for name, p, r, f, s in zip(class_names, precision, recall, f1, support)],
+        "macro_avg": {"precision": float(macro[0]), "recall": float(macro[1]), "f1": float(macro[2])},
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
+        "ece": float(ece),
+        "ece_bins": n_bins,
+        "reliability": bins,
+    }
+
+
+def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
+    """Percent of each true class predicted correctly (the recall), NaN for a class with no images."""
+    cm = np.asarray(cm, dtype=np.float64)
+    rows = cm.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(rows > 0, 100.0 * np.diag(cm) / rows, np.nan)
+
+
+def compare_reports(a: dict, b: dict, class_names: Sequence[str]) -> dict:
+    """What changed from model A to model B on the same images: B minus A, per class and per matrix cell."""
+    cm_a, cm_b = np.asarray(a["confusion_matrix"]), np.asarray(b["confusion_matrix"])
+    acc_a, acc_b = per_class_accuracy(cm_a), per_class_accuracy(cm_b)
+    return {
+        "top1": {"a": a["top1"], "b": b["top1"], "diff": b["top1"] - a["top1"]},
+        "top5": {"a": a["top5"], "b": b["top5"], "diff": b["top5"] - a["top5"]},
+        "ece": {"a": a["ece"], "b": b["ece"], "diff": b["ece"] - a["ece"]},
+        "per_class": [{"class": name, "accuracy_a": float(x), "accuracy_b": float(y), "diff": float(y - x)}
+                      for name, x, y in zip(class_names, acc_a, acc_b)],
+        "confusion_matrix_diff": (cm_b - cm_a).tolist(),
+    }
