@@ -135,7 +135,8 @@ def write_outputs(ev: Evaluation, out: str) -> None:
     write_json({**ev.info, **ev.report}, os.path.join(out, "metrics.json"))
     write_per_class_csv(ev.report, os.path.join(out, "per_class.csv"))
     write_predictions(ev.logits, ev.labels, out)
-    title = f"{os.path.basename(ev.info['checkpoint'])} ({ev.info['weights']}, {ev.info['split']}): " \
+    bn = f", BN re-estimated on {ev.info['recalibrate_bn']}" if ev.info["recalibrate_bn"] else ""
+    title = f"{os.path.basename(ev.info['checkpoint'])} ({ev.info['weights']}, {ev.info['split']}{bn}): " \
             f"top-1 {ev.report['top1']:.2f} %"
     plot_confusion_matrix(ev.report["confusion_matrix"], names, os.path.join(out, "confusion_matrix.png"), title)
     plot_reliability(ev.report["reliability"], ev.report["ece"], os.path.join(out, "reliability.png"))

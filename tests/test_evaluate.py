@@ -127,7 +127,8 @@ def test_compare_reports_b_minus_a(ckpt, tmp_path):
     state = load_checkpoint(ckpt)
     b_path = str(tmp_path / "b" / "last.pt")
     os.makedirs(os.path.dirname(b_path))
-    save_checkpoint({k: v for k, v in state.items() if k != "format"} | {"ema": state["model"]}, os.path.dirname(b_path))
+    body = {k: v for k, v in state.items() if k != "format"}
+    save_checkpoint(body | {"ema": state["model"]}, os.path.dirname(b_path))
     a_out, b_out = str(tmp_path / "a_out"), str(tmp_path / "b_out")
     assert evaluation.main(["--checkpoint", ckpt, "--compare", b_path, "--out", a_out] + EVAL) == 0
     assert evaluation.main(["--checkpoint", ckpt, "--weights", "raw", "--out", b_out] + EVAL) == 0
