@@ -14,7 +14,8 @@ import torch
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
 from .config import RESUMABLE_FIELDS, Config, ConfigError, parse_args
 from .data import prepare_data
-from .engine import NonFiniteLoss, Trainer, check_finite
+from .engine import NonFiniteLoss, Trainer
+from .guard import LossGuard, check_weights_finite, guarded_step
 from .models import create_model, model_from_arch
 from .runtime import make_runtime
 
@@ -150,25 +151,27 @@ def train(cfg: Config) -> dict:
 def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
     bar = _progress(cfg, trainer)
     img_per_step = cfg.batch_size * (1 + (cfg.K if cfg.algorithm == "mixmatch" else 0))
-    sums = torch.zeros(2, device=trainer.rt.device)
+    guard = LossGuard(trainer.rt.device)
+    sums = torch.zeros(2, device=trainer.rt.device)  # running loss sums on the device: nothing grows per step
     window_steps, window_time = 0, 0.0
     with torch.autograd.set_detect_anomaly(cfg.detect_anomaly):
         while trainer.step < cfg.steps:
             t0 = time.perf_counter()
-            loss_x, loss_u, lam_u = trainer.train_step(trainer.step)
+            loss_x, loss_u, lam_u = guarded_step(trainer, guard, cfg.detect_anomaly)
             sums += torch.stack([loss_x, loss_u])
             trainer.step += 1
             window_steps += 1
-            if trainer.step % LOG_EVERY == 0 or trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps:
-                mean_x, mean_u = (sums / window_steps).tolist()
-                check_finite(trainer.step, mean_x, mean_u)
+            evaluating = trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps
+            if trainer.step % LOG_EVERY == 0 or evaluating:
+                guard.check()
                 if bar:
                     bar.set_postfix(loss_x=f"{loss_x.item():.3f}", loss_u=f"{loss_u.item():.4f}",
                                     lambda_u=f"{lam_u:.1f}", refresh=False)
             window_time += time.perf_counter() - t0
             if bar:
                 bar.update(1)
-            if trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps:
+            if evaluating:
+                mean_x, mean_u = (sums / window_steps).tolist()
                 record = {"step": trainer.step, "loss_x": mean_x, "loss_u": mean_u, "lambda_u": lam_u,
                           "img_per_sec": img_per_step * window_steps / max(window_time, 1e-9),
                           "sec_per_step": window_time / window_steps}
@@ -181,6 +184,7 @@ def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
 
 def _eval_and_save(trainer: Trainer, logger: Logger, record: dict, out: str) -> None:
     if trainer.rt.is_main:
+        check_weights_finite(trainer.model, trainer.ema.model, trainer.step)
         record.update(trainer.evaluate())
         trainer.history.append(record)
         logger.log(record)
