@@ -18,6 +18,7 @@ from .engine import NonFiniteLoss, Trainer
 from .guard import LossGuard, check_weights_finite, guarded_step
 from .models import create_model, model_from_arch
 from .runtime import make_runtime
+from .tblog import EventLog
 
 LOG_EVERY = 10  # steps between progress-bar updates (each one reads the losses back from the device)
 
@@ -87,20 +88,18 @@ class Logger:
         self.enabled, self.path = enabled, os.path.join(out, "metrics.jsonl")
         self.writer = None
         if enabled:
-            from tensorboardX import SummaryWriter
             with open(self.path + ".tmp", "w") as f:  # rewrite from the checkpoint: no line past it survives
                 f.writelines(json.dumps(h) + "\n" for h in history)
             os.replace(self.path + ".tmp", self.path)
-            self.writer = SummaryWriter(out, purge_step=purge_step or None)
+            self.writer = EventLog(out, purge_step)
 
     def log(self, record: dict) -> None:
+        """Append one evaluation to metrics.jsonl and TensorBoard, both on disk when this returns."""
         if not self.enabled:
             return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        for key, value in record.items():
-            if key != "step":
-                self.writer.add_scalar(key, value, record["step"])
+        self.writer.add_scalars({k: v for k, v in record.items() if k != "step"}, record["step"])
         self.writer.flush()
 
     def close(self) -> None:
