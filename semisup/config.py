@@ -14,6 +14,7 @@ ALGORITHMS = ("mixmatch", "supervised")
 MIXUP_MODES = ("all", "none", "labeled", "unlabeled", "separate")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 DEVICES = ("auto", "cpu", "cuda")
+TRAIN_DESCRIPTION = "Train MixMatch (or the supervised baseline) on CIFAR-10."
 
 # Fields that may change between a run and its resumption without making it a different experiment.
 RESUMABLE_FIELDS = frozenset({
