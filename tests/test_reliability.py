@@ -55,7 +55,7 @@ def assert_same_tensors(a, b, where=""):
 
 
 def test_kill9_at_any_moment_then_rerun_matches_uninterrupted(fake_cifar, tmp_path):
-    args = TINY + ["--data-dir", fake_cifar, "--steps", "30", "--eval-every", "10"]
+    args = TINY + ["--data-dir", fake_cifar, "--steps", "30", "--eval-every", "10", "--device", "cpu"]  # bitwise
     ref = str(tmp_path / "ref")
     assert runner.main(args + ["--out", ref]) == 0
     out = str(tmp_path / "run")
