@@ -6,7 +6,14 @@
 """
 import sys
 
-from semisup.runner import main
+from semisup.config import TRAIN_DESCRIPTION, parse_args
+
+
+def main() -> int:
+    cfg = parse_args(prog="train.py", description=TRAIN_DESCRIPTION)  # a bad flag fails here, before torch loads
+    from semisup.runner import run
+    return run(cfg)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,6 +15,7 @@ MIXUP_MODES = ("all", "none", "labeled", "unlabeled", "separate")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 DEVICES = ("auto", "cpu", "cuda")
 NUM_CLASSES = 10  # CIFAR-10: labeled and validation sets are balanced over its classes
+TRAIN_DESCRIPTION = "Train MixMatch (or the supervised baseline) on CIFAR-10."
 
 # Fields that may change between a run and its resumption without making it a different experiment.
 RESUMABLE_FIELDS = frozenset({
@@ -65,7 +66,8 @@ class Config:
     n_eval_last: int = _opt(20, "the reported number is the median EMA test accuracy of this many last evals")
     out: str = _opt("", "run folder (default runs/cifar10@<n_labeled>[-<algorithm>])")
     force_new: bool = _opt(False, "start afresh even if --out holds a run with another configuration")
-    keep_checkpoints: int = _opt(1, "step-numbered checkpoints kept besides last.pt and its predecessor")
+    keep_checkpoints: int = _opt(1, "older checkpoints kept besides last.pt (last-1.pt, ...); older ones are "
+                                    "deleted, so a run holds at most N+1 checkpoints")
     # Execution
     device: str = _opt("auto", "auto, cpu or cuda", DEVICES)
     threads: int = _opt(0, "CPU threads (0: PyTorch's default)")
@@ -123,7 +125,8 @@ def validate(cfg: Config) -> Config:
         (cfg.lambda_u >= 0, f"--lambda-u must not be negative (got {cfg.lambda_u})"),
         (cfg.rampup_steps >= 0, f"--rampup-steps must not be negative (got {cfg.rampup_steps})"),
         (cfg.n_eval_last >= 1, f"--n-eval-last must be at least 1 (got {cfg.n_eval_last})"),
-        (cfg.keep_checkpoints >= 0, f"--keep-checkpoints must not be negative (got {cfg.keep_checkpoints})"),
+        (cfg.keep_checkpoints >= 1, f"--keep-checkpoints must be at least 1 (got {cfg.keep_checkpoints}): the "
+                                    f"previous checkpoint is the fallback for a damaged last.pt"),
         (cfg.threads >= 0, f"--threads must not be negative (got {cfg.threads})"),
         (cfg.slim_lambda >= 0, f"--slim-lambda must not be negative (got {cfg.slim_lambda})"),
         (cfg.accum_steps >= 1, f"--accum-steps must be at least 1 (got {cfg.accum_steps})"),

@@ -48,19 +48,38 @@ def download_cifar10(data_dir: str) -> None:
         raise ConfigError(f"could not download CIFAR-10 into {data_dir}: {err}") from None
 
 
+# The only callables a CIFAR batch pickle may name: numpy's array and scalar rebuilders (numpy 1 and 2 spell
+# their module differently). Anything else in a data file is refused instead of being called.
+_NUMPY_GLOBALS = {"_reconstruct": np.ndarray.__reduce__(np.zeros(1))[0], "scalar": np.int64(0).__reduce__()[0],
+                  "ndarray": np.ndarray, "dtype": np.dtype}
+_NUMPY_MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, strings and numpy arrays only: a pickle can name any function to call on load."""
+
+    def find_class(self, module, name):
+        if module in _NUMPY_MODULES and name in _NUMPY_GLOBALS:
+            return _NUMPY_GLOBALS[name]
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays are allowed")
+
+
 def _read_batch(path: str, num_classes: int):
     try:
         with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+            entry = _ArrayUnpickler(f, encoding="latin1").load()
         data, labels = np.asarray(entry["data"]), np.asarray(entry["labels"] if "labels" in entry
                                                                    else entry["fine_labels"])
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError) as err:
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError,
+            IndexError) as err:
         raise ConfigError(f"malformed CIFAR batch file {path}: {type(err).__name__}: {err}") from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise ConfigError(f"malformed CIFAR batch file {path}: expected uint8 images of shape [N, 3072], "
                           f"got {data.dtype} {list(data.shape)}")
     if labels.shape != (len(data),):
-        raise ConfigError(f"malformed CIFAR batch file {path}: {len(labels)} labels for {len(data)} images")
+        raise ConfigError(f"malformed CIFAR batch file {path}: {labels.size} labels for {len(data)} images")
+    if len(labels) and not np.issubdtype(labels.dtype, np.integer):
+        raise ConfigError(f"malformed CIFAR batch file {path}: labels must be integers, got {labels.dtype}")
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise ConfigError(f"malformed CIFAR batch file {path}: labels must lie in [0, {num_classes - 1}], "
                           f"found {labels.min()}..{labels.max()}")

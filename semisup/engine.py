@@ -4,7 +4,6 @@ Hook points, each a list of ``fn(trainer, step)``: ``after_backward`` (gradients
 optimizer step: the slimming penalty goes here), ``after_step`` (after the optimizer step, weight decay and EMA:
 pruning masks go here) and ``after_eval``.
 """
-import math
 import time
 from contextlib import nullcontext
 
@@ -25,7 +24,7 @@ HOOKS = ("after_backward", "after_step", "after_eval")
 
 
 class NonFiniteLoss(RuntimeError):
-    pass
+    """A NaN or infinite loss or weight: the run stops before evaluating or saving it (see guard.py)."""
 
 
 class Trainer:
@@ -150,9 +149,3 @@ class Trainer:
         self.step = int(state["step"])
         self.history = list(state["history"])
 
-
-def check_finite(step: int, loss_x: float, loss_u: float) -> None:
-    if not (math.isfinite(loss_x) and math.isfinite(loss_u)):
-        raise NonFiniteLoss(f"non-finite loss by step {step}: loss_x={loss_x}, loss_u={loss_u}; "
-                            f"nothing was saved after the last finite evaluation (try --detect-anomaly, "
-                            f"a lower --lr, or --amp none)")

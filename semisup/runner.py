@@ -12,11 +12,13 @@ import time
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
-from .config import RESUMABLE_FIELDS, Config, ConfigError, parse_args
+from .config import RESUMABLE_FIELDS, TRAIN_DESCRIPTION, Config, ConfigError, parse_args
 from .data import prepare_data
-from .engine import NonFiniteLoss, Trainer, check_finite
-from .models import create_model, model_from_arch
+from .engine import NonFiniteLoss, Trainer
+from .guard import LossGuard, check_weights_finite, guarded_step
+from .models import MODELS, create_model, model_from_arch
 from .runtime import make_runtime
+from .tblog import EventLog
 
 LOG_EVERY = 10  # steps between progress-bar updates (each one reads the losses back from the device)
 
@@ -34,9 +36,15 @@ def config_differences(old: dict, new: dict):
     return [k for k in keys if old.get(k) != new.get(k)]
 
 
-def prepare_run_dir(cfg: Config) -> str:
-    """Create the run folder, or check that the one there holds this same experiment."""
+def _show_differences(old: dict, new: dict, keys) -> str:
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:4])
+
+
+def check_run_dir(cfg: Config) -> str:
+    """Check, writing nothing, that ``--out`` is free or holds this same experiment."""
     out = cfg.run_dir
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out} exists and is not a folder")
     path = os.path.join(out, "config.json")
     if os.path.exists(path) and not cfg.force_new:
         try:
@@ -46,29 +54,47 @@ def prepare_run_dir(cfg: Config) -> str:
             raise ConfigError(f"{path} is unreadable ({err}); use another --out or --force-new") from None
         diff = config_differences(old, cfg.to_dict())
         if diff:
-            shown = ", ".join(f"{k}: {old.get(k)!r} -> {cfg.to_dict().get(k)!r}" for k in diff[:4])
-            raise ConfigError(f"{out} holds a run with another configuration ({shown}); "
+            raise ConfigError(f"{out} holds a run with another configuration "
+                              f"({_show_differences(old, cfg.to_dict(), diff)}); "
                               f"use another --out, or --force-new to move that run aside and start afresh")
-    elif os.path.exists(out) and cfg.force_new and os.listdir(out):
-        aside = f"{out.rstrip('/')}.old-{time.strftime('%Y%m%d-%H%M%S')}"
-        os.replace(out, aside)
-        print(f"moved the previous run in {out} to {aside}", file=sys.stderr)
-    os.makedirs(out, exist_ok=True)
+    return out
+
+
+def make_run_dir(cfg: Config) -> str:
+    """Create the run folder; with --force-new, first move a previous run aside (never delete it)."""
+    out = cfg.run_dir
+    try:
+        if os.path.isdir(out) and cfg.force_new and os.listdir(out):
+            aside = f"{out.rstrip('/')}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+            os.replace(out, aside)
+            print(f"moved the previous run in {out} to {aside}", file=sys.stderr)
+        os.makedirs(out, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create the run folder {out}: {err}") from None
     return out
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
+    if cfg.model not in MODELS:
+        raise ConfigError(f"--model must be one of {', '.join(sorted(MODELS))} (got {cfg.model})")
     if not cfg.init:
         return create_model(cfg.model, num_classes)
     try:
         state = load_checkpoint(cfg.init)
     except CheckpointError as err:
         raise ConfigError(f"--init: {err}") from None
+    if state["model_name"] != cfg.model:
+        raise ConfigError(f"--init {cfg.init} holds a {state['model_name']} model, not --model {cfg.model}; "
+                          f"pass --model {state['model_name']}")
     if state["arch"].get("num_classes") != num_classes:
         raise ConfigError(f"--init {cfg.init}: model has {state['arch'].get('num_classes')} classes, "
                           f"the data has {num_classes}")
-    model = model_from_arch(state["model_name"], state["arch"])
-    model.load_state_dict(state["model"])
+    try:
+        model = model_from_arch(state["model_name"], state["arch"])
+        model.load_state_dict(state["model"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"--init {cfg.init}: the weights do not fit the saved shape "
+                          f"({str(err).strip().splitlines()[0]})") from None
     return model
 
 
@@ -86,20 +112,18 @@ class Logger:
         self.enabled, self.path = enabled, os.path.join(out, "metrics.jsonl")
         self.writer = None
         if enabled:
-            from tensorboardX import SummaryWriter
             with open(self.path + ".tmp", "w") as f:  # rewrite from the checkpoint: no line past it survives
                 f.writelines(json.dumps(h) + "\n" for h in history)
             os.replace(self.path + ".tmp", self.path)
-            self.writer = SummaryWriter(out, purge_step=purge_step or None)
+            self.writer = EventLog(out, purge_step)
 
     def log(self, record: dict) -> None:
+        """Append one evaluation to metrics.jsonl and TensorBoard, both on disk when this returns."""
         if not self.enabled:
             return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        for key, value in record.items():
-            if key != "step":
-                self.writer.add_scalar(key, value, record["step"])
+        self.writer.add_scalars({k: v for k, v in record.items() if k != "step"}, record["step"])
         self.writer.flush()
 
     def close(self) -> None:
@@ -107,13 +131,32 @@ class Logger:
             self.writer.close()
 
 
-def resume(trainer: Trainer, out: str, keep: int) -> None:
-    state, path = load_latest(out, keep, map_location=trainer.rt.device)
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def resume(trainer: Trainer, out: str) -> None:
+    """Continue from the newest readable checkpoint in ``out``; refuse one that belongs to another run."""
+    try:
+        state, path = load_latest(out, trainer.cfg.keep_checkpoints, trainer.rt.device, warn=_warn)
+    except CheckpointError as err:
+        raise ConfigError(f"{err}; move the folder aside, or use --force-new to start afresh") from None
     if state is None:
         return
-    if state.get("arch") != trainer.model.arch:
-        raise ConfigError(f"{path} holds a model of another shape than this configuration builds")
-    trainer.load_state_dict(state)
+    arch, want = state["arch"], dict(trainer.model.arch)
+    if (state["model_name"], arch) != (trainer.cfg.model, want):
+        raise ConfigError(f"{path} holds a {state['model_name']} model for {arch.get('num_classes')} classes "
+                          f"({arch}), this run builds {trainer.cfg.model} for {want.get('num_classes')} classes "
+                          f"({want}); use another --out, or --force-new")
+    saved, new = state.get("config", {}), trainer.cfg.to_dict()
+    diff = config_differences(saved, new)
+    if diff:
+        raise ConfigError(f"{path} was written by a run with another configuration "
+                          f"({_show_differences(saved, new, diff)}); use another --out, or --force-new")
+    try:
+        trainer.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"{path} does not fit this run ({str(err).strip().splitlines()[0]})") from None
     if trainer.rt.is_main:
         print(f"resuming {out} from step {trainer.step} ({os.path.basename(path)})", file=sys.stderr)
 
@@ -126,15 +169,21 @@ def _progress(cfg: Config, trainer: Trainer):
 
 
 def train(cfg: Config) -> dict:
-    """Train (or resume) the run described by ``cfg``; returns the summary."""
+    """Train (or resume) the run described by ``cfg``; returns the summary.
+
+    Every input (run folder, data, --init, the checkpoint to resume) is checked before the first write, so a
+    refused command leaves the disk as it found it.
+    """
     rt = make_runtime(cfg)
+    out = check_run_dir(cfg) if rt.is_main else cfg.run_dir
     data = prepare_data(cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed, cfg.download)
-    out = prepare_run_dir(cfg) if rt.is_main else cfg.run_dir  # only once the data is known to be usable
     torch.manual_seed(cfg.seed)
     trainer = Trainer(cfg, rt, data, build_model(cfg, data.num_classes))
     torch.manual_seed(cfg.seed * 1000 + rt.rank)  # each rank draws its own augmentations and mixup
-    resume(trainer, out, cfg.keep_checkpoints)
+    if not cfg.force_new:
+        resume(trainer, out)
     if rt.is_main:
+        make_run_dir(cfg)
         write_json(cfg.to_dict(), os.path.join(out, "config.json"))
     logger = Logger(out, trainer.history, rt.is_main, trainer.step + 1)
     try:
@@ -150,25 +199,27 @@ def train(cfg: Config) -> dict:
 def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
     bar = _progress(cfg, trainer)
     img_per_step = cfg.batch_size * (1 + (cfg.K if cfg.algorithm == "mixmatch" else 0))
-    sums = torch.zeros(2, device=trainer.rt.device)
+    guard = LossGuard(trainer.rt.device)
+    sums = torch.zeros(2, device=trainer.rt.device)  # running loss sums on the device: nothing grows per step
     window_steps, window_time = 0, 0.0
     with torch.autograd.set_detect_anomaly(cfg.detect_anomaly):
         while trainer.step < cfg.steps:
             t0 = time.perf_counter()
-            loss_x, loss_u, lam_u = trainer.train_step(trainer.step)
+            loss_x, loss_u, lam_u = guarded_step(trainer, guard, cfg.detect_anomaly)
             sums += torch.stack([loss_x, loss_u])
             trainer.step += 1
             window_steps += 1
-            if trainer.step % LOG_EVERY == 0 or trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps:
-                mean_x, mean_u = (sums / window_steps).tolist()
-                check_finite(trainer.step, mean_x, mean_u)
+            evaluating = trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps
+            if trainer.step % LOG_EVERY == 0 or evaluating:
+                guard.check()
                 if bar:
                     bar.set_postfix(loss_x=f"{loss_x.item():.3f}", loss_u=f"{loss_u.item():.4f}",
                                     lambda_u=f"{lam_u:.1f}", refresh=False)
             window_time += time.perf_counter() - t0
             if bar:
                 bar.update(1)
-            if trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps:
+            if evaluating:
+                mean_x, mean_u = (sums / window_steps).tolist()
                 record = {"step": trainer.step, "loss_x": mean_x, "loss_u": mean_u, "lambda_u": lam_u,
                           "img_per_sec": img_per_step * window_steps / max(window_time, 1e-9),
                           "sec_per_step": window_time / window_steps}
@@ -181,6 +232,7 @@ def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
 
 def _eval_and_save(trainer: Trainer, logger: Logger, record: dict, out: str) -> None:
     if trainer.rt.is_main:
+        check_weights_finite(trainer.model, trainer.ema.model, trainer.step)
         record.update(trainer.evaluate())
         trainer.history.append(record)
         logger.log(record)
@@ -188,8 +240,8 @@ def _eval_and_save(trainer: Trainer, logger: Logger, record: dict, out: str) -> 
     trainer._run_hooks("after_eval", trainer.step)
 
 
-def main(argv=None) -> int:
-    cfg = parse_args(argv, prog="train.py", description="Train MixMatch (or the supervised baseline) on CIFAR-10.")
+def run(cfg: Config) -> int:
+    """Train ``cfg``; input problems exit with 2, a non-finite loss with 1, each as one line."""
     try:
         result = train(cfg)
     except ConfigError as err:
@@ -200,3 +252,7 @@ def main(argv=None) -> int:
         return 1
     print(json.dumps(result))
     return 0
+
+
+def main(argv=None) -> int:
+    return run(parse_args(argv, prog="train.py", description=TRAIN_DESCRIPTION))

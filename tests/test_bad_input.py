@@ -1,0 +1,245 @@
+"""Every bad input gives one line on stderr, exit code 2 and writes nothing; README's Troubleshooting lists each.
+
+Each case runs ``train.py`` in a subprocess (several at a time, so the file stays fast) against generated data,
+damaged copies of it, and hand-made checkpoints: of another model, of another class count, not a checkpoint at
+all, or carrying a pickled code payload that must never run.
+"""
+import contextlib
+import io
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, TINY, write_fake_cifar
+from semisup import checkpoint, runner
+from semisup.config import parse_args
+from semisup.models import create_model
+
+TRAIN = os.path.join(ROOT, "train.py")
+
+
+class _Payload:
+    """Creates a file when unpickled: what a malicious data or checkpoint file would do."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def _rewrite_batch(folder, name, **entry):
+    path = os.path.join(folder, "cifar-10-batches-py", name)
+    with open(path, "rb") as f:
+        batch = pickle.load(f)
+    with open(path, "wb") as f:
+        pickle.dump({**batch, **entry}, f)
+
+
+def _damaged_data(root, marker):
+    """Copies of the generated data, each with one defect."""
+    folders = {}
+    for name in ("garbage", "payload", "shape", "labels"):
+        folders[name] = write_fake_cifar(os.path.join(root, f"data-{name}"))
+    with open(os.path.join(folders["garbage"], "cifar-10-batches-py", "data_batch_3"), "wb") as f:
+        f.write(b"these bytes are not a pickle")
+    _rewrite_batch(folders["payload"], "data_batch_1", data=_Payload(marker))
+    _rewrite_batch(folders["shape"], "data_batch_2", data=np.zeros((120, 32, 32, 3), np.uint8))
+    _rewrite_batch(folders["labels"], "test_batch", labels=[10] * 200)
+    return folders
+
+
+def _checkpoint(path, model_name, num_classes):
+    model = create_model(model_name, num_classes)
+    torch.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "model": model.state_dict(),
+                "model_name": model_name, "arch": model.arch}, path)
+    return path
+
+
+def _files(root, marker):
+    """Checkpoint-like files: another model, another class count, not a checkpoint, a code payload."""
+    files = {"other_model": _checkpoint(os.path.join(root, "wrn-28-2.pt"), "wrn-28-2", 10),
+             "other_classes": _checkpoint(os.path.join(root, "tiny-100.pt"), "wrn-10-tiny", 100),
+             "not_checkpoint": os.path.join(root, "notes.pt"), "payload": os.path.join(root, "payload.pt")}
+    with open(files["not_checkpoint"], "w") as f:
+        f.write("training notes, not weights\n")
+    torch.save({"format": checkpoint.FORMAT, "model": _Payload(marker), "model_name": "wrn-10-tiny",
+                "arch": {}}, files["payload"])
+    return files
+
+
+def _run_folder(w, name, args, last=None):
+    """A run folder whose config.json is ``args``' configuration, optionally with a given last.pt."""
+    folder = os.path.join(w.root, name)
+    os.makedirs(folder)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(parse_args(args).to_dict(), f)
+    if last:
+        shutil.copy(last, os.path.join(folder, "last.pt"))
+    return folder
+
+
+def _workspace(root, data, marker):
+    with open(os.path.join(root, "a-file"), "w") as f:
+        f.write("x")
+    return SimpleNamespace(root=root, marker=marker, base=TINY + ["--data-dir", data, "--steps", "2"],
+                           bad=_damaged_data(root, marker), files=_files(root, marker))
+
+
+# (name, flags built from the workspace, fragment of the expected message); a fresh --out is added if none given.
+# CLI_CASES run train.py in a subprocess; IN_PROCESS_CASES (more variants of the same checks) call runner.main,
+# which spares the 2 s that importing torch costs each subprocess.
+CLI_CASES = [
+    ("unknown flag", lambda w: w.base + ["--bogus"], "unrecognized arguments: --bogus"),
+    ("wrong type", lambda w: w.base + ["--K", "two"], "argument --K: invalid int value: 'two'"),
+    ("T zero", lambda w: w.base + ["--T", "0"], "--T must be positive (got 0.0)"),
+    ("T negative", lambda w: w.base + ["--T", "-0.5"], "--T must be positive (got -0.5)"),
+    ("K zero", lambda w: w.base + ["--K", "0"], "--K must be at least 1 (got 0)"),
+    ("alpha zero", lambda w: w.base + ["--alpha", "0"], "--alpha must be positive (got 0.0)"),
+    ("lr zero", lambda w: w.base + ["--lr", "0"], "--lr must be positive (got 0.0)"),
+    ("lr negative", lambda w: w.base + ["--lr", "-0.1"], "--lr must be positive (got -0.1)"),
+    ("steps zero", lambda w: w.base + ["--steps", "0"], "--steps must be at least 1 (got 0)"),
+    ("accumulation", lambda w: w.base + ["--accum-steps", "3"], "--accum-steps 3 does not divide --batch-size 8"),
+    ("keep zero", lambda w: w.base + ["--keep-checkpoints", "0"], "--keep-checkpoints must be at least 1 (got 0)"),
+    ("missing data", lambda w: TINY + ["--data-dir", os.path.join(w.root, "nowhere")], "CIFAR-10 not found in"),
+    ("garbage batch", lambda w: TINY + ["--data-dir", w.bad["garbage"]], "malformed CIFAR batch file"),
+    ("image shape", lambda w: TINY + ["--data-dir", w.bad["shape"]], "expected uint8 images of shape [N, 3072]"),
+    ("label range", lambda w: TINY + ["--data-dir", w.bad["labels"]], "labels must lie in [0, 9], found 10..10"),
+    ("n-labeled multiple", lambda w: w.base + ["--n-labeled", "45"], "must be a multiple of the 10 classes"),
+    ("n-labeled too large", lambda w: w.base + ["--n-labeled", "600"],
+     "--n-labeled (600) + --n-valid (100) must be smaller than"),
+    ("n-valid too large", lambda w: w.base + ["--n-valid", "600"],
+     "--n-labeled (40) + --n-valid (600) must be smaller than"),
+    ("out other config", lambda w: w.base + ["--out", _run_folder(w, "run-lr", w.base + ["--lr", "0.5"])],
+     "holds a run with another configuration (lr: 0.5 -> 0.002)"),
+    ("resume other model", lambda w: w.base + ["--out", _run_folder(w, "run-m", w.base, w.files["other_model"])],
+     "holds a wrn-28-2 model for 10 classes"),
+    ("resume not checkpoint",
+     lambda w: w.base + ["--out", _run_folder(w, "run-n", w.base, w.files["not_checkpoint"])],
+     "no readable checkpoint in"),
+    ("init other classes", lambda w: w.base + ["--init", w.files["other_classes"]],
+     "model has 100 classes, the data has 10"),
+    ("init payload", lambda w: w.base + ["--init", w.files["payload"]], "refused: it holds pickled Python objects"),
+]
+IN_PROCESS_CASES = [
+    ("payload batch", lambda w: TINY + ["--data-dir", w.bad["payload"]], "only numpy arrays are allowed"),
+    ("out is a file", lambda w: w.base + ["--out", os.path.join(w.root, "a-file")], "exists and is not a folder"),
+    ("resume other classes",
+     lambda w: w.base + ["--out", _run_folder(w, "run-c", w.base, w.files["other_classes"])],
+     "holds a wrn-10-tiny model for 100 classes"),
+    ("resume payload", lambda w: w.base + ["--out", _run_folder(w, "run-p", w.base, w.files["payload"])],
+     "refused: it holds pickled Python objects other than tensors"),
+    ("init other model", lambda w: w.base + ["--init", w.files["other_model"]], "holds a wrn-28-2 model, not --model"),
+    ("init not checkpoint", lambda w: w.base + ["--init", w.files["not_checkpoint"]],
+     "not a readable semisup checkpoint"),
+    ("init missing", lambda w: w.base + ["--init", os.path.join(w.root, "gone.pt")], "no such checkpoint file"),
+    ("unknown model", lambda w: w.base + ["--model", "wrn-99"], "--model must be one of"),
+]
+
+
+def _with_out(w, name, args):
+    return args if "--out" in args else args + ["--out", os.path.join(w.root, f"out-{name.replace(' ', '-')}")]
+
+
+def _snapshot(path):
+    if not os.path.exists(path):
+        return None
+    if os.path.isfile(path):
+        return os.stat(path).st_mtime_ns
+    return sorted((name, os.stat(os.path.join(path, name)).st_mtime_ns, os.stat(os.path.join(path, name)).st_size)
+                  for name in os.listdir(path))
+
+
+@pytest.fixture(scope="module")
+def workspace(fake_cifar, tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("bad"))
+    return _workspace(root, fake_cifar, os.path.join(root, "payload-ran"))
+
+
+@pytest.fixture(scope="module")
+def cli_outcome(workspace):
+    """Every CLI case run once, two at a time: name -> (completed process, --out before, --out after)."""
+    commands = [(name, _with_out(workspace, name, flags(workspace))) for name, flags, _ in CLI_CASES]
+
+    def run(command):
+        name, args = command
+        out = args[args.index("--out") + 1]
+        before = _snapshot(out)
+        proc = subprocess.run([sys.executable, TRAIN, *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+        return name, (proc.returncode, proc.stderr, before, _snapshot(out))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(run, commands))
+
+
+def _assert_refused(returncode, stderr, before, after, fragment, marker):
+    lines = stderr.strip().splitlines()
+    assert returncode == 2, stderr
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: "), stderr
+    assert fragment in lines[0]
+    assert before == after  # no folder created, nothing in an existing one touched
+    assert not os.path.exists(marker)  # no pickled payload ever ran
+
+
+@pytest.mark.parametrize("name,fragment", [(n, f) for n, _, f in CLI_CASES], ids=[n for n, _, _ in CLI_CASES])
+def test_bad_input_on_the_command_line(cli_outcome, workspace, name, fragment):
+    _assert_refused(*cli_outcome[name], fragment, workspace.marker)
+
+
+@pytest.fixture(scope="module")
+def in_process_outcome(workspace):
+    """Every in-process case run once: name -> (exit code, stderr, --out before, --out after)."""
+    results = {}
+    for name, flags, _ in IN_PROCESS_CASES:
+        args = _with_out(workspace, name, flags(workspace))
+        out = args[args.index("--out") + 1]
+        before, stderr = _snapshot(out), io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            returncode = runner.main(args)
+        results[name] = (returncode, stderr.getvalue(), before, _snapshot(out))
+    return results
+
+
+@pytest.mark.parametrize("name,fragment", [(n, f) for n, _, f in IN_PROCESS_CASES],
+                         ids=[n for n, _, _ in IN_PROCESS_CASES])
+def test_bad_input_in_process(in_process_outcome, workspace, name, fragment):
+    _assert_refused(*in_process_outcome[name], fragment, workspace.marker)
+
+
+def readme_messages():
+    """The messages listed under README's Troubleshooting, as regular expressions (``<...>`` matches anything)."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        text = f.read()
+    section = text[text.index("\n## Troubleshooting"):]
+    listed = [re.sub(r"\s+", " ", m) for m in re.findall(r"^- `([^`]+)`", section, flags=re.M)]
+    return [re.compile(re.sub(r"<[^<>]+>", ".+", re.escape(m))) for m in listed]
+
+
+def test_readme_troubleshooting_lists_every_message(cli_outcome, in_process_outcome):
+    printed = [stderr.strip() for _, stderr, _, _ in [*cli_outcome.values(), *in_process_outcome.values()]]
+    patterns = readme_messages()
+    unlisted = [line for line in printed
+                if not any(p.fullmatch(line.removeprefix("train.py: error: ")) for p in patterns)]
+    assert not unlisted
+
+
+def test_force_new_moves_the_old_run_aside(fake_cifar, tmp_path):
+    out = str(tmp_path / "run")
+    args = TINY + ["--data-dir", fake_cifar, "--steps", "1", "--eval-every", "1", "--out", out]
+    assert runner.main(args) == 0
+    assert runner.main(args + ["--lr", "0.001", "--force-new"]) == 0
+    aside = [name for name in os.listdir(tmp_path) if re.fullmatch(r"run\.old-\d{8}-\d{6}", name)]
+    assert len(aside) == 1 and os.path.isfile(tmp_path / aside[0] / "last.pt")
+    with open(tmp_path / aside[0] / "config.json") as f, open(tmp_path / "run" / "config.json") as g:
+        assert (json.load(f)["lr"], json.load(g)["lr"]) == (0.002, 0.001)
