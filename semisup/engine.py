@@ -90,7 +90,7 @@ class Trainer:
             guess_model = self.ema.model if cfg.ema_guess else self.model
             with self.rt.autocast():
                 x_mix, t_mix, _ = mix_batch(guess_model, x_lb, y_lb, x_ulb, self.data.num_classes,
-                                            cfg.temperature, cfg.alpha, cfg.mixup, cfg.accum_steps)
+                                            cfg.temperature, cfg.alpha, cfg.mixup)
             loss_x, loss_u = mixmatch_backward(self.net, x_mix, t_mix, len(x_lb), cfg.K, lam_u, cfg.accum_steps,
                                                self._backward, self.rt.autocast, self._sync_context)
         if self.scaler:
