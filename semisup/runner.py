@@ -14,6 +14,7 @@ import torch
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
 from .config import RESUMABLE_FIELDS, Config, ConfigError, parse_args
 from .data import prepare_data
+from .distributed import barrier, broadcast_from_main, mean_over_ranks, shutdown
 from .engine import NonFiniteLoss, Trainer, check_finite
 from .models import create_model, model_from_arch
 from .runtime import make_runtime
@@ -126,9 +127,17 @@ def _progress(cfg: Config, trainer: Trainer):
 
 
 def train(cfg: Config) -> dict:
-    """Train (or resume) the run described by ``cfg``; returns the summary."""
+    """Train (or resume) the run described by ``cfg``; returns the summary (rank 0's, on every rank)."""
     rt = make_runtime(cfg)
+    try:
+        return _train(cfg, rt)
+    finally:
+        shutdown()
+
+
+def _train(cfg: Config, rt) -> dict:
     out = prepare_run_dir(cfg) if rt.is_main else cfg.run_dir
+    barrier(rt.world_size)  # no rank reads the folder before rank 0 has checked it (or moved it aside)
     data = prepare_data(cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed, cfg.download)
     torch.manual_seed(cfg.seed)
     trainer = Trainer(cfg, rt, data, build_model(cfg, data.num_classes))
@@ -144,13 +153,13 @@ def train(cfg: Config) -> dict:
     result = summary(trainer.history, cfg.n_eval_last)
     if rt.is_main:
         write_json(result, os.path.join(out, "summary.json"))
-    return result
+    return broadcast_from_main(result, rt.world_size)
 
 
 def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
     bar = _progress(cfg, trainer)
     img_per_step = cfg.batch_size * (1 + (cfg.K if cfg.algorithm == "mixmatch" else 0))
-    sums = torch.zeros(2, device=trainer.rt.device)
+    sums, world = torch.zeros(2, device=trainer.rt.device), trainer.rt.world_size
     window_steps, window_time = 0, 0.0
     with torch.autograd.set_detect_anomaly(cfg.detect_anomaly):
         while trainer.step < cfg.steps:
@@ -160,7 +169,7 @@ def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
             trainer.step += 1
             window_steps += 1
             if trainer.step % LOG_EVERY == 0 or trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps:
-                mean_x, mean_u = (sums / window_steps).tolist()
+                mean_x, mean_u = (mean_over_ranks(sums.clone(), world) / window_steps).tolist()
                 check_finite(trainer.step, mean_x, mean_u)
                 if bar:
                     bar.set_postfix(loss_x=f"{loss_x.item():.3f}", loss_u=f"{loss_u.item():.4f}",
@@ -180,12 +189,23 @@ def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
 
 
 def _eval_and_save(trainer: Trainer, logger: Logger, record: dict, out: str) -> None:
+    """Rank 0 evaluates, logs and saves; every rank takes part in gathering the state (RNG of each rank)."""
     if trainer.rt.is_main:
         record.update(trainer.evaluate())
         trainer.history.append(record)
         logger.log(record)
-        save_checkpoint(trainer.state_dict(), out, trainer.cfg.keep_checkpoints)
+    state = trainer.state_dict()
+    if trainer.rt.is_main:
+        save_checkpoint(state, out, trainer.cfg.keep_checkpoints)
     trainer._run_hooks("after_eval", trainer.step)
+
+
+def _compile_errors(cfg: Config) -> tuple:
+    """torch.compile's own failures, caught only when --compile is on (importing dynamo costs seconds)."""
+    if not cfg.compile:
+        return ()
+    from torch._dynamo.exc import TorchDynamoException
+    return (TorchDynamoException,)
 
 
 def main(argv=None) -> int:
@@ -198,5 +218,10 @@ def main(argv=None) -> int:
     except NonFiniteLoss as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(result))
+    except _compile_errors(cfg) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"train.py: error: --compile failed ({first}); run without --compile", file=sys.stderr)
+        return 1
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(result))
     return 0
