@@ -106,7 +106,9 @@ class Config:
 
 
 def _divisors(n: int) -> str:
-    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0) if 0 < n <= 4096 else "a divisor"
+    """'a divisor of n', listing them when n is small enough to read."""
+    listed = ": " + ", ".join(str(d) for d in range(1, n + 1) if n % d == 0) if 0 < n <= 4096 else ""
+    return f"a divisor of {n}{listed}"
 
 
 def validate(cfg: Config) -> Config:
@@ -131,9 +133,9 @@ def validate(cfg: Config) -> Config:
         (cfg.threads >= 0, f"--threads must not be negative (got {cfg.threads})"),
         (cfg.slim_lambda >= 0, f"--slim-lambda must not be negative (got {cfg.slim_lambda})"),
         (cfg.accum_steps >= 1, f"--accum-steps must be at least 1 (got {cfg.accum_steps})"),
-        (cfg.batch_size % cfg.accum_steps == 0,
+        (cfg.accum_steps < 1 or cfg.batch_size % cfg.accum_steps == 0,
          f"--accum-steps {cfg.accum_steps} does not divide --batch-size {cfg.batch_size}: every micro-batch must "
-         f"hold the same number of labeled images (choose one of {_divisors(cfg.batch_size)})"),
+         f"hold the same number of labeled images (choose {_divisors(cfg.batch_size)})"),
         (cfg.grad_clip >= 0, f"--grad-clip must not be negative (got {cfg.grad_clip})"),
     ]
     for ok, message in checks:

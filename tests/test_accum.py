@@ -107,8 +107,17 @@ def test_accum_refuses_k_that_does_not_divide_the_batch(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "--accum-steps 3 does not divide --batch-size 64" in lines[0]
-    assert "1, 2, 4, 8, 16, 32, 64" in lines[0]
+    assert "choose a divisor of 64: 1, 2, 4, 8, 16, 32, 64" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_accum_refuses_k_below_one(value, capsys):
+    from semisup.config import parse_args
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--accum-steps", value], prog="train.py")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"train.py: error: --accum-steps must be at least 1 (got {value})"
 
 
 def test_accum_global_batch_must_split_over_ranks_and_micro_batches():
