@@ -129,7 +129,7 @@ def test_accum_global_batch_must_split_over_ranks_and_micro_batches():
         per_rank_batch(24, 2, 8)
 
 
-@pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_accum_mixed_precision_step_on_cpu(fake_cifar, amp):
     """bf16 autocast, and fp16 with a GradScaler that scales each micro-batch and unscales once.
 
