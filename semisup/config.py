@@ -55,11 +55,15 @@ class Config:
     rampup_steps: int = _opt(16384, "steps over which lambda_u rises linearly from 0")
     # Optimisation
     steps: int = _opt(1 << 20, "optimizer steps")
-    batch_size: int = _opt(64, "labeled images per optimizer step (the unlabeled batch is the same size, K views each)")
+    batch_size: int = _opt(64, "labeled images per optimizer step over all processes (the unlabeled batch is the "
+                               "same size, K views each); under torchrun each of N processes takes batch-size/N")
     lr: float = _opt(0.002, "Adam learning rate (constant)")
     wd: float = _opt(0.02, "decoupled weight decay: conv/linear weights *= 1 - wd*lr after each step")
     ema_decay: float = _opt(0.999, "decay of the parameter EMA")
-    accum_steps: int = _opt(1, "micro-batches per optimizer step (gradient accumulation)")
+    accum_steps: int = _opt(1, "micro-batches per optimizer step (gradient accumulation); must divide the "
+                               "per-process batch")
+    grad_clip: float = _opt(0.0, "clip the gradient norm to this before each optimizer step (0: off, as the "
+                                 "official code)")
     # Evaluation and output
     eval_every: int = _opt(1024, "steps between evaluations and checkpoints")
     eval_batch_size: int = _opt(1024, "images per evaluation batch")
@@ -71,10 +75,11 @@ class Config:
     # Execution
     device: str = _opt("auto", "auto, cpu or cuda", DEVICES)
     threads: int = _opt(0, "CPU threads (0: PyTorch's default)")
-    amp: str = _opt("auto", "autocast precision: auto (bf16 where it helps), bf16, fp16 (CUDA), none", AMP_MODES)
+    amp: str = _opt("auto", "autocast precision: auto (bf16 where it helps), bf16, fp16 (with loss scaling; "
+                            "meant for CUDA, runs slowly on the CPU), none", AMP_MODES)
     channels_last: str = _opt("auto", "channels-last memory format: auto, on, off", ("auto", "on", "off"))
     compile: bool = _opt(False, "torch.compile the model")
-    sync_bn: bool = _opt(False, "SyncBatchNorm across ranks under torchrun")
+    sync_bn: bool = _opt(False, "SyncBatchNorm across ranks under torchrun (CUDA only; no effect in one process)")
     detect_anomaly: bool = _opt(False, "enable autograd anomaly detection (slow; for debugging NaNs)")
     progress: bool = _opt(True, "show a progress bar")
     # Compression during training
@@ -101,6 +106,12 @@ class Config:
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
         return validate(cls(**d))
+
+
+def _divisors(n: int) -> str:
+    """'a divisor of n', listing them when n is small enough to read."""
+    listed = ": " + ", ".join(str(d) for d in range(1, n + 1) if n % d == 0) if 0 < n <= 4096 else ""
+    return f"a divisor of {n}{listed}"
 
 
 def validate(cfg: Config) -> Config:
@@ -130,8 +141,10 @@ def validate(cfg: Config) -> Config:
         (cfg.threads >= 0, f"--threads must not be negative (got {cfg.threads})"),
         (cfg.slim_lambda >= 0, f"--slim-lambda must not be negative (got {cfg.slim_lambda})"),
         (cfg.accum_steps >= 1, f"--accum-steps must be at least 1 (got {cfg.accum_steps})"),
-        (cfg.batch_size % cfg.accum_steps == 0,
-         f"--accum-steps {cfg.accum_steps} does not divide --batch-size {cfg.batch_size}"),
+        (cfg.accum_steps < 1 or cfg.batch_size % cfg.accum_steps == 0,
+         f"--accum-steps {cfg.accum_steps} does not divide --batch-size {cfg.batch_size}: every micro-batch must "
+         f"hold the same number of labeled images (choose {_divisors(cfg.batch_size)})"),
+        (cfg.grad_clip >= 0, f"--grad-clip must not be negative (got {cfg.grad_clip})"),
     ]
     for ok, message in checks:
         if not ok:

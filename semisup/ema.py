@@ -29,7 +29,8 @@ class EMA:
     @torch.no_grad()
     def update(self) -> None:
         torch._foreach_lerp_(self._dst_params, [p.detach() for p in self._src_params], 1.0 - self.decay)
-        torch._foreach_copy_(self._dst_buffers, self._src_buffers)
+        if self._dst_buffers:  # a model without batch norm has none, and _foreach_copy_ refuses empty lists
+            torch._foreach_copy_(self._dst_buffers, self._src_buffers)
 
     def state_dict(self) -> dict:
         return self.model.state_dict()

@@ -120,14 +120,14 @@ def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def mix_batch(guess_model: nn.Module, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: Sequence[torch.Tensor],
-              num_classes: int, T: float, alpha: float, mode: str, guess_chunks: int = 1):
+              num_classes: int, T: float, alpha: float, mode: str):
     """Guess, build X̂ and Û, draw the mixup once for the whole batch and apply it.
 
-    Returns (x_mix, t_mix) with rows [B labeled; K*B unlabeled] and the guessed labels. ``guess_chunks`` > 1 runs
-    the guessing passes on micro-batches (gradient accumulation), each with its own BN statistics.
+    Returns (x_mix, t_mix) with rows [B labeled; K*B unlabeled] and the guessed labels. The guessing passes always
+    see whole views (B rows), also under gradient accumulation: without gradients they cost little memory, and the
+    guesses stay exactly those of the undivided batch.
     """
-    q = torch.cat([guess_labels(guess_model, [v.chunk(guess_chunks)[i] for v in x_ulb], T)
-                   for i in range(guess_chunks)])
+    q = guess_labels(guess_model, x_ulb, T)
     x = torch.cat([x_lb, *x_ulb])
     targets = torch.cat([one_hot(y_lb, num_classes), q.repeat(len(x_ulb), 1)])
     lam, perm = draw_mixup(len(x_lb), len(x) - len(x_lb), alpha, mode)
@@ -150,7 +150,8 @@ def mixmatch_backward(model: nn.Module, x_mix: torch.Tensor, t_mix: torch.Tensor
 
     Each micro-batch's losses are divided by the full batch's row counts, so the summed gradients equal the
     gradient of the full-batch loss. ``backward`` may scale the loss (fp16); ``sync_context(last)`` wraps each
-    micro-batch's forward and backward (DDP's no_sync on all but the last).
+    micro-batch's forward and backward (DDP's no_sync on all but the last). Only the first micro-batch updates the
+    BN running statistics, so they advance once per optimizer step whatever ``accum_steps`` is.
     """
     backward = backward or torch.Tensor.backward
     b, c = n_lb // accum_steps, t_mix.shape[1]
@@ -159,7 +160,7 @@ def mixmatch_backward(model: nn.Module, x_mix: torch.Tensor, t_mix: torch.Tensor
         xm = micro_batch(x_mix, n_lb, K, m, accum_steps)
         tm = micro_batch(t_mix, n_lb, K, m, accum_steps)
         with sync_context(m == accum_steps - 1):
-            with autocast():
+            with autocast(), (frozen_bn_stats(model) if m else nullcontext()):
                 logits = forward_interleaved(model, xm, b)
             loss_x, loss_u = mixup_loss(logits[:b], tm[:b], logits[b:], tm[b:], n_lb, n_lb * K * c)
             backward(loss_x + lambda_u * loss_u)

@@ -14,6 +14,7 @@ import torch
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
 from .config import RESUMABLE_FIELDS, TRAIN_DESCRIPTION, Config, ConfigError, parse_args
 from .data import prepare_data
+from .distributed import barrier, broadcast_from_main, mean_over_ranks, shutdown
 from .engine import NonFiniteLoss, Trainer
 from .guard import LossGuard, check_weights_finite, guarded_step
 from .models import MODELS, create_model, model_from_arch
@@ -169,13 +170,21 @@ def _progress(cfg: Config, trainer: Trainer):
 
 
 def train(cfg: Config) -> dict:
-    """Train (or resume) the run described by ``cfg``; returns the summary.
+    """Train (or resume) the run described by ``cfg``; returns the summary (rank 0's, on every rank).
 
     Every input (run folder, data, --init, the checkpoint to resume) is checked before the first write, so a
     refused command leaves the disk as it found it.
     """
     rt = make_runtime(cfg)
+    try:
+        return _train(cfg, rt)
+    finally:
+        shutdown()
+
+
+def _train(cfg: Config, rt) -> dict:
     out = check_run_dir(cfg) if rt.is_main else cfg.run_dir
+    barrier(rt.world_size)  # no rank reads the folder before rank 0 has checked it
     data = prepare_data(cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed, cfg.download)
     torch.manual_seed(cfg.seed)
     trainer = Trainer(cfg, rt, data, build_model(cfg, data.num_classes))
@@ -193,13 +202,14 @@ def train(cfg: Config) -> dict:
     result = summary(trainer.history, cfg.n_eval_last)
     if rt.is_main:
         write_json(result, os.path.join(out, "summary.json"))
-    return result
+    return broadcast_from_main(result, rt.world_size)
 
 
 def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
     bar = _progress(cfg, trainer)
     img_per_step = cfg.batch_size * (1 + (cfg.K if cfg.algorithm == "mixmatch" else 0))
     guard = LossGuard(trainer.rt.device)
+    world = trainer.rt.world_size
     sums = torch.zeros(2, device=trainer.rt.device)  # running loss sums on the device: nothing grows per step
     window_steps, window_time = 0, 0.0
     with torch.autograd.set_detect_anomaly(cfg.detect_anomaly):
@@ -219,7 +229,7 @@ def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
             if bar:
                 bar.update(1)
             if evaluating:
-                mean_x, mean_u = (sums / window_steps).tolist()
+                mean_x, mean_u = (mean_over_ranks(sums.clone(), world) / window_steps).tolist()
                 record = {"step": trainer.step, "loss_x": mean_x, "loss_u": mean_u, "lambda_u": lam_u,
                           "img_per_sec": img_per_step * window_steps / max(window_time, 1e-9),
                           "sec_per_step": window_time / window_steps}
@@ -231,13 +241,24 @@ def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
 
 
 def _eval_and_save(trainer: Trainer, logger: Logger, record: dict, out: str) -> None:
+    """Rank 0 evaluates, logs and saves; every rank takes part in gathering the state (RNG of each rank)."""
     if trainer.rt.is_main:
         check_weights_finite(trainer.model, trainer.ema.model, trainer.step)
         record.update(trainer.evaluate())
         trainer.history.append(record)
         logger.log(record)
-        save_checkpoint(trainer.state_dict(), out, trainer.cfg.keep_checkpoints)
+    state = trainer.state_dict()
+    if trainer.rt.is_main:
+        save_checkpoint(state, out, trainer.cfg.keep_checkpoints)
     trainer._run_hooks("after_eval", trainer.step)
+
+
+def _compile_errors(cfg: Config) -> tuple:
+    """torch.compile's own failures, caught only when --compile is on (importing dynamo costs seconds)."""
+    if not cfg.compile:
+        return ()
+    from torch._dynamo.exc import TorchDynamoException
+    return (TorchDynamoException,)
 
 
 def run(cfg: Config) -> int:
@@ -250,7 +271,12 @@ def run(cfg: Config) -> int:
     except NonFiniteLoss as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(result))
+    except _compile_errors(cfg) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"train.py: error: --compile failed ({first}); run without --compile", file=sys.stderr)
+        return 1
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps(result))
     return 0
 
 

@@ -7,6 +7,7 @@ import torch
 import torch.distributed as dist
 
 from .config import Config, ConfigError
+from .distributed import per_rank_batch
 
 
 @dataclass
@@ -53,9 +54,7 @@ def cpu_has_fast_bf16() -> bool:
 def resolve_amp(mode: str, device: torch.device):
     if mode == "none":
         return None
-    if mode == "fp16":
-        if device.type != "cuda":
-            raise ConfigError("--amp fp16 needs a CUDA device; use --amp bf16 on the CPU")
+    if mode == "fp16":  # on the CPU too (slow there, but it runs the loss-scaling path where no GPU is at hand)
         return torch.float16
     if mode == "bf16":
         return torch.bfloat16
@@ -67,6 +66,27 @@ def resolve_amp(mode: str, device: torch.device):
 def resolve_memory_format(mode: str, device: torch.device) -> torch.memory_format:
     on = mode == "on" or (mode == "auto" and (device.type == "cuda" or torch.backends.mkldnn.is_available()))
     return torch.channels_last if on else torch.contiguous_format
+
+
+def check_compile(device: torch.device) -> None:
+    """Refuse --compile up front where torch.compile's default backend cannot build kernels."""
+    import importlib.util
+    import shutil
+
+    import torch._dynamo
+    if not torch._dynamo.is_dynamo_supported():
+        raise ConfigError("--compile: torch.compile does not support this Python version; run without --compile")
+    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        raise ConfigError("--compile on CUDA needs the triton package; install it or run without --compile")
+    cxx = os.environ.get("CXX") or "g++"
+    if device.type == "cpu" and shutil.which(cxx) is None:
+        raise ConfigError(f"--compile on the CPU needs a C++ compiler ({cxx} not found; set CXX or run without "
+                          f"--compile)")
+
+
+def check_sync_bn(sync_bn: bool, device: torch.device, world_size: int) -> None:
+    if sync_bn and world_size > 1 and device.type != "cuda":
+        raise ConfigError("--sync-bn needs CUDA devices: PyTorch's SyncBatchNorm does not run on the CPU")
 
 
 def init_distributed(device: torch.device):
@@ -85,6 +105,11 @@ def make_runtime(cfg: Config) -> Runtime:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    per_rank_batch(cfg.batch_size, launched, cfg.accum_steps)
+    check_sync_bn(cfg.sync_bn, device, launched)
+    if cfg.compile:
+        check_compile(device)
     rank, world = init_distributed(device)
     return Runtime(device=device, amp_dtype=resolve_amp(cfg.amp, device),
                    memory_format=resolve_memory_format(cfg.channels_last, device), rank=rank, world_size=world)

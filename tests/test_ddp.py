@@ -1,0 +1,89 @@
+"""DDP through torchrun with the gloo backend on the CPU: 2 processes, generated data, a tiny model.
+
+Each launch costs several seconds of process start-up, so one test makes two launches and checks everything.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from accum_support import concat_rank_batches, single_process_trainer, strip_bn, tiny_config
+from conftest import ROOT, TINY
+from semisup.checkpoint import load_checkpoint
+from semisup.engine import Batch
+from semisup.models import create_model
+
+pytestmark = pytest.mark.slow
+TESTS = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(TESTS, "ddp_accum_worker.py")
+
+
+def torchrun(*args, nproc=2):
+    """Launch ``args`` under torchrun on a free port; returns the finished process."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, TESTS]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _replay_one_process(fake_cifar, ranks, accum: int, steps) -> dict:
+    """One process, ``accum`` micro-batches, over the global batches the ranks drew (the ranks' rows in order)."""
+    cfg = tiny_config(fake_cifar, accum_steps=accum)
+    model = strip_bn(create_model("wrn-10-tiny"))
+    model.load_state_dict(ranks[0]["initial"])
+    trainer = single_process_trainer(cfg, model)
+    for step in steps:
+        trainer.apply_batch(concat_rank_batches([Batch(**r["batches"][step]) for r in ranks], cfg.K), step)
+    return {"final": trainer.model.state_dict(), "ema": trainer.ema.state_dict()}
+
+
+def test_ddp_accum_matches_one_process_and_resumes_exactly(fake_cifar, tmp_path):
+    """train.py under torchrun, 2 ranks x 2 micro-batches (2 labeled images each), batch-norm-free model.
+
+    Both ranks end with identical weights, equal to one process running 4 micro-batches over the same global
+    batches; only rank 0 writes; the checkpoint holds each rank's RNG state, so a run resumed from step 2 draws
+    the same batches on every rank and ends bit-identical to the uninterrupted run.
+    """
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    flags = TINY + ["--data-dir", fake_cifar, "--model", "wrn-10-tiny-nobn", "--accum-steps", "2", "--steps", "4",
+                    "--eval-every", "2"]
+    proc = torchrun(WORKER, str(tmp_path / "straight"), *flags, "--out", str(straight))
+    printed = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == 1 and printed[0]["step"] == 4  # only rank 0 prints the summary
+    with open(straight / "metrics.jsonl") as f:
+        assert [json.loads(line)["step"] for line in f] == [2, 4]
+    assert len([n for n in os.listdir(straight) if n.startswith("events.out")]) == 1
+
+    ranks = [torch.load(f"{straight}-rank{r}.pt", weights_only=True) for r in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert not torch.equal(ranks[0]["batches"][0]["x"], ranks[1]["batches"][0]["x"])  # each rank its own rows
+    for name, tensor in ranks[0]["final"].items():
+        assert torch.equal(tensor, ranks[1]["final"][name]), name
+        assert not torch.equal(tensor, ranks[0]["initial"][name]), name
+    one = _replay_one_process(fake_cifar, ranks, accum=4, steps=range(4))
+    for key in ("final", "ema"):
+        for name, tensor in one[key].items():
+            torch.testing.assert_close(tensor, ranks[0][key][name], rtol=0, atol=1e-5)
+
+    final = load_checkpoint(str(straight / "last.pt"))
+    assert len(final["rng"]) == 2 and not torch.equal(final["rng"][0]["torch"], final["rng"][1]["torch"])
+    resumed.mkdir()  # the run as it stood at step 2, resumed under torchrun to step 4
+    shutil.copy(straight / "config.json", resumed)
+    shutil.copy(straight / "last-1.pt", resumed / "last.pt")
+    assert load_checkpoint(str(resumed / "last.pt"))["step"] == 2
+    torchrun(WORKER, str(tmp_path / "resumed"), *flags, "--out", str(resumed))
+    for r in range(2):
+        again = torch.load(f"{resumed}-rank{r}.pt", weights_only=True)
+        assert sorted(again["batches"]) == [2, 3]
+        for step in (2, 3):
+            assert torch.equal(again["batches"][step]["x"], ranks[r]["batches"][step]["x"]), (r, step)
+    again = load_checkpoint(str(resumed / "last.pt"))
+    assert again["step"] == 4
+    for key in ("model", "ema"):
+        for name, tensor in final[key].items():
+            assert torch.equal(again[key][name], tensor), (key, name)
