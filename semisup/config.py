@@ -152,8 +152,10 @@ def build_parser(prog: Optional[str] = None, description: Optional[str] = None) 
     for f in fields(Config):
         flag, help_text = _flag(f), f.metadata["help"]
         if f.type in (bool, "bool"):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=f.default, help=help_text)
+            # BooleanOptionalAction reads any "--no-..." spelling as its own negation, so a field that is
+            # itself a negation (no_sharpen) gets a plain switch: "--no-sharpen" must set it, not clear it.
+            action = "store_true" if flag.startswith("--no-") else argparse.BooleanOptionalAction
+            parser.add_argument(flag, dest=f.name, action=action, default=f.default, help=help_text)
             continue
         kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
         parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=f.metadata["choices"],
