@@ -243,7 +243,11 @@ def main(argv=None, train_py: str = TRAIN_PY) -> int:
               f"step (scaled per run by its relative work)")
         return 0
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    failed = execute(list(zip(runs, configs)), train_py)
+    try:
+        failed = execute(list(zip(runs, configs)), train_py)
+    except (KeyboardInterrupt, SystemExit) as err:
+        print("sweep.py: interrupted; run the same command again to resume", file=sys.stderr)
+        return err.code if isinstance(err, SystemExit) else 130
     print(f"{len(runs) - len(failed)} of {len(runs)} runs finished; tables: python scripts/tables.py {args.out}")
     for run, rc in failed:
         print(f"failed (exit code {rc}): {run.command()}", file=sys.stderr)
