@@ -238,7 +238,7 @@ def main(argv=None, train_py: str = TRAIN_PY) -> int:
         print("\n".join(run.command() for run in runs))
         return 0
     if args.estimate is not None:
-        print(f"{len(runs)} runs, {sum(c.steps for c in configs):,} steps: "
+        print(f"{len(runs)} run{'s' * (len(runs) != 1)}, {sum(c.steps for c in configs):,} steps: "
               f"{estimate_hours(configs, args.estimate):,.1f} device-hours at {args.estimate:g} s per K=2 MixMatch "
               f"step (scaled per run by its relative work)")
         return 0
