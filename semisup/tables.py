@@ -21,6 +21,7 @@ from .sweep import TABLES
 
 ROW_DIR = re.compile(r"^(?P<row>.+)@(?P<labels>\d+)$")
 SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")
+METRICS = {"test_acc_ema": "EMA test accuracy", "test_acc": "raw-model test accuracy (not the paper's statistic)"}
 CSV_COLUMNS = ("table", "row", "labels", "error_mean", "error_std", "paper_error", "paper_std", "diff", "seeds",
                "steps_min", "steps_max", "paper_steps", "evals_min", "seed_errors")
 
@@ -52,9 +53,9 @@ class Cell:
         return paper_error(self.table, self.row, self.labels)
 
 
-def median_error(history: Sequence[dict], n_last: int) -> Tuple[float, int]:
-    """(100 − median EMA test accuracy of the last ``n_last`` evaluations, how many evaluations that used)."""
-    accs = [h["test_acc_ema"] for h in history][-n_last:]
+def median_error(history: Sequence[dict], n_last: int, metric: str = "test_acc_ema") -> Tuple[float, int]:
+    """(100 − median ``metric`` of the last ``n_last`` evaluations, how many evaluations that used)."""
+    accs = [h[metric] for h in history][-n_last:]
     if not accs:
         return math.nan, 0
     return 100.0 - statistics.median(accs), len(accs)
@@ -92,20 +93,21 @@ def read_metrics(path: str) -> List[dict]:
     return history
 
 
-def load_run(folder: str, table: str, row: str, labels: int, seed: int) -> Optional[RunResult]:
+def load_run(folder: str, table: str, row: str, labels: int, seed: int,
+             metric: str = "test_acc_ema") -> Optional[RunResult]:
     config = _read_json(os.path.join(folder, "config.json")) or {}
     history = read_metrics(os.path.join(folder, "metrics.jsonl"))
     if history:
-        error, n_evals = median_error(history, int(config.get("n_eval_last", 20)))
+        error, n_evals = median_error(history, int(config.get("n_eval_last", 20)), metric)
         return RunResult(table, row, labels, seed, error, int(history[-1]["step"]), n_evals)
-    summary = _read_json(os.path.join(folder, "summary.json"))
-    if not summary or "error" not in summary:
+    summary = _read_json(os.path.join(folder, "summary.json"))  # holds the EMA statistic only
+    if not summary or "error" not in summary or metric != "test_acc_ema":
         return None
     return RunResult(table, row, labels, seed, float(summary["error"]), int(summary.get("step", 0)),
                      int(summary.get("n_evals_used", 0)))
 
 
-def find_runs(root: str) -> List[RunResult]:
+def find_runs(root: str, metric: str = "test_acc_ema") -> List[RunResult]:
     """Every run under ``root`` laid out as <table>/<row>@<labels>/seed<k> (``root`` may be a table's folder)."""
     results = []
     for folder, _, _ in os.walk(root):
@@ -114,7 +116,7 @@ def find_runs(root: str) -> List[RunResult]:
         if not (seed and row):
             continue
         table = os.path.basename(os.path.dirname(parent))
-        result = load_run(folder, table, row["row"], int(row["labels"]), int(seed["seed"]))
+        result = load_run(folder, table, row["row"], int(row["labels"]), int(seed["seed"]), metric)
         if result is not None:
             results.append(result)
     return results
@@ -159,12 +161,13 @@ def _steps(rec: dict) -> str:
     return f"{span} ({100 * hi / rec['paper_steps']:.3g}%)"
 
 
-def to_markdown(cells: Sequence[Cell]) -> str:
+def to_markdown(cells: Sequence[Cell], metric: str = "test_acc_ema") -> str:
+    which = METRICS[metric]
     out = []
     for table in dict.fromkeys(c.table for c in cells):
         out += [f"## {table}", "",
-                "Error % = 100 − median EMA test accuracy of a run's last 20 evaluations (`evals`: how many there "
-                "were); mean ± sample std over the seeds found. `steps`: what was run, in percent of the paper's "
+                f"Error % = 100 − median {which} of a run's last 20 evaluations (`evals`: how many there were); "
+                f"mean ± sample std over the seeds found. `steps`: what was run, in percent of the paper's "
                 f"{PAPER_STEPS:,} per run.", "",
                 "| row | labels | error % | paper % | diff | seeds | steps | evals |",
                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -222,12 +225,12 @@ def plot_labels(cells: Sequence[Cell], path: str) -> None:
     plt.close(fig)
 
 
-def render(root: str) -> Tuple[str, List[str]]:
+def render(root: str, metric: str = "test_acc_ema") -> Tuple[str, List[str]]:
     """Write table.md, table.csv (and labels.png) into ``root``; returns the markdown and the files written."""
-    cells = aggregate(find_runs(root))
+    cells = aggregate(find_runs(root, metric))
     if not cells:
         raise FileNotFoundError(f"no runs under {root} (expected <table>/<row>@<labels>/seed<k>/metrics.jsonl)")
-    text = to_markdown(cells)
+    text = to_markdown(cells, metric)
     files = [os.path.join(root, "table.md"), os.path.join(root, "table.csv")]
     with open(files[0], "w") as f:
         f.write(text)
@@ -242,9 +245,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tables.py", description=__doc__.split("\n\n")[0] + " Writes "
                                      "DIR/table.md, DIR/table.csv and, for the labels table, DIR/labels.png.")
     parser.add_argument("dir", help="a sweep folder (sweep.py --out), or one table's folder inside it")
+    parser.add_argument("--metric", choices=list(METRICS), default="test_acc_ema",
+                        help="test_acc_ema: the paper's statistic (default); test_acc: the raw model, for runs "
+                             "too short for the EMA (decay 0.999: after n steps it still holds 0.999**n of the "
+                             "initial weights)")
     args = parser.parse_args(argv)
     try:
-        text, files = render(args.dir)
+        text, files = render(args.dir, args.metric)
     except FileNotFoundError as err:
         print(f"tables.py: error: {err}", file=sys.stderr)
         return 2

@@ -101,3 +101,11 @@ def test_one_table_folder_and_empty_folder(sweep, tmp_path, capsys):
     assert not os.path.exists(os.path.join(sweep, "table4", "labels.png"))
     assert main([str(tmp_path / "nothing")]) == 2
     assert "no runs under" in capsys.readouterr().err
+
+
+def test_raw_model_metric_for_short_runs(sweep, capsys):
+    assert main([sweep, "--metric", "test_acc"]) == 0
+    md = capsys.readouterr().out
+    assert "median raw-model test accuracy (not the paper's statistic)" in md
+    # The raw accuracies are all 0 here; seed 3 has only the EMA summary and drops out.
+    assert "| mixmatch | 250 | 100.00 ± 0.00 | 11.80 | +88.20 | 2 | 50–250 (0.0238%) | 5 |" in md
