@@ -58,7 +58,8 @@ def draw_mixup(n_lb: int, n_ulb: int, alpha: float, mode: str = "all") -> Tuple[
 
     mode: "all" one permutation over everything (MixMatch); "separate" labeled rows mix only with labeled and
     unlabeled only with unlabeled; "labeled"/"unlabeled" mix only that part; "none" mixes nothing.
-    λ is drawn for every row in every mode, so the random stream does not depend on the mode.
+    λ is drawn for every row in every mode before any permutation, so a row's λ' does not depend on the mode;
+    rows the mode leaves alone get λ' = 1 and themselves as partner (the permutations drawn do depend on it).
     """
     n = n_lb + n_ulb
     lam = torch.distributions.Beta(alpha, alpha).sample((n,))

@@ -1,0 +1,254 @@
+"""Sweeps of train.py runs for the paper's tables: one run folder per (table, row, labels, seed).
+
+Runs go one after another, each as its own ``python train.py`` process, so killing the sweep leaves every run
+resumable: running the same sweep again skips the runs whose summary.json reached the requested steps and lets
+train.py resume the interrupted one from its last checkpoint. Run folders: OUT/<table>/<row>@<labels>/seed<k>.
+"""
+import argparse
+import ctypes
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from . import paper
+from .config import RESUMABLE_FIELDS, Config, ConfigError, _Parser, build_parser, validate
+
+# The official ablation runs used λu = 100 and a 2,048-step ramp-up (not the 75 and 16,384 of the main results).
+ABLATION_FLAGS = ("--lambda-u", f"{paper.ABLATION_LAMBDA_U:g}", "--rampup-steps", str(paper.ABLATION_RAMPUP_STEPS))
+ICT_FLAGS = ("--mixup", "unlabeled", "--no-sharpen", "--ema-guess")
+TEST_IMAGES = 10000  # CIFAR-10's test set, evaluated with the validation set at every evaluation
+TRAIN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train.py")
+
+
+@dataclass(frozen=True)
+class Table:
+    rows: Dict[str, Tuple[str, ...]]  # row name → the train.py flags that make it
+    labels: Tuple[int, ...]
+    seeds: Tuple[int, ...]
+    common: Tuple[str, ...] = field(default=())  # flags every row of the table gets
+
+
+TABLES: Dict[str, Table] = {
+    "table4": Table(rows={
+        "mixmatch": (), "k1": ("--K", "1"), "k3": ("--K", "3"), "k4": ("--K", "4"), "no-sharpen": ("--no-sharpen",),
+        "ema-guess": ("--ema-guess",), "no-mixup": ("--mixup", "none"), "mixup-labeled": ("--mixup", "labeled"),
+        "mixup-unlabeled": ("--mixup", "unlabeled"), "mixup-separate": ("--mixup", "separate"), "ict": ICT_FLAGS,
+    }, labels=paper.TABLE4_LABELS, seeds=(1,), common=ABLATION_FLAGS),
+    "labels": Table(rows={"mixmatch": ()}, labels=tuple(paper.LABELS), seeds=(1, 2, 3, 4, 5)),
+    "supervised": Table(rows={"supervised": ("--algorithm", "supervised")}, labels=tuple(paper.LABELS),
+                        seeds=(1, 2, 3, 4, 5)),
+}
+
+# Flags the sweep sets itself, and flags that define rows: passing them through would mislabel runs.
+OWNED_FLAGS = frozenset({"--out", "--seed", "--n-labeled", "--steps", "--eval-every", "--data-dir", "--algorithm",
+                         "--K", "--T", "--no-sharpen", "--ema-guess", "--no-ema-guess", "--mixup", "--force-new"})
+
+
+@dataclass(frozen=True)
+class Run:
+    table: str
+    row: str
+    labels: int
+    seed: int
+    out: str
+    argv: Tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.table} {self.row}@{self.labels} seed{self.seed}"
+
+    def command(self) -> str:
+        return shlex.join(["python", "train.py", *self.argv])
+
+    def config(self) -> Config:
+        """The configuration train.py will build from ``argv``; bad flags exit 2 with one line, as train.py does."""
+        parser = build_parser(prog="sweep.py: train.py flags")
+        return validate(Config(**vars(parser.parse_args(list(self.argv)))))
+
+
+def check_extra(extra: Sequence[str]) -> None:
+    for token in extra:
+        flag = token.split("=", 1)[0]
+        if flag in OWNED_FLAGS:
+            raise ConfigError(f"{flag} is set by the sweep for each run and cannot be passed through to train.py")
+
+
+def _pick(asked, known: Sequence, what: str) -> list:
+    unknown = [a for a in asked or () if a not in known]
+    if unknown:
+        raise ConfigError(f"unknown {what}: {', '.join(map(str, unknown))} (choose from "
+                          f"{', '.join(map(str, known))})")
+    return list(asked) if asked else list(known)
+
+
+def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = (), labels: Sequence[int] = (),
+         steps: Optional[int] = None, eval_every: Optional[int] = None, data_dir: Optional[str] = None,
+         extra: Sequence[str] = ()) -> List[Run]:
+    """The runs of one table, seed by seed (so a whole first seed finishes before the second starts)."""
+    if table not in TABLES:
+        raise ConfigError(f"unknown table {table!r} (choose from {', '.join(TABLES)})")
+    spec = TABLES[table]
+    rows = _pick(rows, list(spec.rows), "rows")
+    labels = list(labels) if labels else list(spec.labels)
+    check_extra(extra)
+    shared = []
+    for flag, value in (("--steps", steps), ("--eval-every", eval_every), ("--data-dir", data_dir)):
+        if value is not None:
+            shared += [flag, str(value)]
+    runs = []
+    for seed in seeds or spec.seeds:
+        for n in labels:
+            for row in rows:
+                folder = os.path.join(out, table, f"{row}@{n}", f"seed{seed}")
+                argv = (*spec.common, *spec.rows[row], "--n-labeled", str(n), "--seed", str(seed), "--out", folder,
+                        *shared, *extra)
+                runs.append(Run(table, row, n, seed, folder, tuple(argv)))
+    return runs
+
+
+def finished_step(run: Run, cfg: Config) -> Optional[int]:
+    """The step of a run whose summary.json reached ``cfg.steps`` with this same configuration, else None."""
+    try:
+        with open(os.path.join(run.out, "summary.json")) as f:
+            step = int(json.load(f).get("step", 0))
+        with open(os.path.join(run.out, "config.json")) as f:
+            old = json.load(f)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    # The test of runner.config_differences, repeated here so that the sweep process never imports torch.
+    new = cfg.to_dict()
+    if any(old.get(k) != new.get(k) for k in (set(old) | set(new)) - RESUMABLE_FIELDS) or step < cfg.steps:
+        return None
+    return step
+
+
+def relative_step_cost(cfg: Config) -> float:
+    """Work of one optimizer step relative to one K=2 MixMatch training step, evaluation included.
+
+    Counts image passes with forward = 1 and backward = 2: MixMatch guesses on K·B images (forward only) and
+    trains on (1+K)·B (forward and backward) = 11·B at K=2; supervised trains on B (3·B); each evaluation runs
+    both models over the validation and test images (forward only), spread over ``eval_every`` steps.
+    """
+    per_image = cfg.K + 3 * (1 + cfg.K) if cfg.algorithm == "mixmatch" else 3
+    evaluation = 2 * (cfg.n_valid + TEST_IMAGES) / cfg.eval_every
+    return (cfg.batch_size * per_image + evaluation) / (cfg.batch_size * 11)
+
+
+def estimate_hours(configs: Sequence[Config], sec_per_step: float) -> float:
+    """Device-hours of the runs if one K=2 MixMatch training step takes ``sec_per_step`` seconds."""
+    return sum(cfg.steps * sec_per_step * relative_step_cost(cfg) for cfg in configs) / 3600
+
+
+def _die_with_parent() -> None:
+    """Linux: the run receives SIGTERM when the sweep dies, even by SIGKILL, so no orphan writes its folder."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
+def run_train(train_py: str, argv: Sequence[str]) -> int:
+    """Run train.py to completion; if the sweep is interrupted meanwhile, stop the run too and re-raise."""
+    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    proc = subprocess.Popen([sys.executable, train_py, *argv], preexec_fn=preexec)
+    try:
+        return proc.wait()
+    except (KeyboardInterrupt, SystemExit):
+        proc.terminate()
+        proc.wait()
+        raise
+
+
+def execute(runs: Sequence[Tuple[Run, Config]], train_py: str, log=print) -> List[Tuple[Run, int]]:
+    """Run every unfinished run in order; returns the runs that failed with their exit codes."""
+    failed = []
+    for i, (run, cfg) in enumerate(runs, 1):
+        done = finished_step(run, cfg)
+        if done is not None:
+            log(f"[{i}/{len(runs)}] {run.name}: finished at step {done}, skipped")
+            continue
+        log(f"[{i}/{len(runs)}] {run.name}: {run.command()}")
+        rc = run_train(train_py, run.argv)
+        if rc:
+            log(f"[{i}/{len(runs)}] {run.name}: failed with exit code {rc}")
+            failed.append((run, rc))
+        if rc < 0:  # killed by a signal from outside: someone is stopping the work, not a broken run
+            log(f"[{i}/{len(runs)}] {run.name} was killed by signal {-rc}: stopping the sweep")
+            break
+    return failed
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _rows_help() -> str:
+    lines = []
+    for name, table in TABLES.items():
+        labels = "/".join(map(str, table.labels))
+        for i, (row, flags) in enumerate(table.rows.items()):
+            lines.append(f"  {name if not i else '':<11} {row:<16} {shlex.join(flags) or '(train.py defaults)'}"
+                         + (f"   labels {labels}" if not i else ""))
+    return "\n".join(lines)
+
+
+def build_cli() -> argparse.ArgumentParser:
+    rows = _rows_help()
+    parser = _Parser(prog="sweep.py", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Run the paper's tables as sweeps of train.py runs, one after another, into "
+                                 "OUT/<table>/<row>@<labels>/seed<k>. Rerunning the same command skips finished "
+                                 "runs and resumes an interrupted one. Any further flags (or everything after --) "
+                                 "go to every train.py run.",
+                     epilog=f"tables and rows (train.py flags):\n{rows}\n\n"
+                            f"table4 runs add {shlex.join(ABLATION_FLAGS)} to every row, as the official ablation "
+                            f"did (lambda_u = 100, ramp-up over 2,048 steps);\nlabels and supervised use the "
+                            f"train.py defaults (lambda_u = 75, ramp-up over 16,384 steps).")
+    parser.add_argument("table", choices=list(TABLES), help="which table to run")
+    parser.add_argument("--out", required=True, help="sweep folder; runs go to OUT/<table>/<row>@<labels>/seed<k>")
+    parser.add_argument("--seeds", type=int, nargs="+",
+                        help="seeds (labeled splits); default 1 for table4 (one run per cell, as the paper), "
+                             "1 2 3 4 5 for labels and supervised")
+    parser.add_argument("--rows", nargs="+", help="only these rows of the table")
+    parser.add_argument("--labels", type=int, nargs="+", help="label counts (default: the table's)")
+    parser.add_argument("--steps", type=int, help="steps per run (default: train.py's, the paper's 1,048,576)")
+    parser.add_argument("--eval-every", type=int, help="steps between evaluations (default: train.py's, 1,024)")
+    parser.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (default: train.py's)")
+    parser.add_argument("--print-commands", action="store_true",
+                        help="print one train.py command per run (e.g. for a cluster) instead of running them")
+    parser.add_argument("--estimate", type=float, metavar="SEC_PER_STEP",
+                        help="print the device-hours of the runs, given the seconds one K=2 MixMatch training "
+                             "step takes on your device (runs with another K, the supervised runs and the "
+                             "evaluations are scaled by the images they process), and exit")
+    return parser
+
+
+def main(argv=None, train_py: str = TRAIN_PY) -> int:
+    args, extra = build_cli().parse_known_args(argv)
+    extra = [t for t in extra if t != "--"]
+    try:
+        runs = plan(args.table, args.out, args.seeds, args.rows, args.labels, args.steps, args.eval_every,
+                    args.data_dir, extra)
+        configs = [run.config() for run in runs]
+    except ConfigError as err:
+        print(f"sweep.py: error: {err}", file=sys.stderr)
+        return 2
+    if args.print_commands:
+        print("\n".join(run.command() for run in runs))
+        return 0
+    if args.estimate is not None:
+        print(f"{len(runs)} run{'s' * (len(runs) != 1)}, {sum(c.steps for c in configs):,} steps: "
+              f"{estimate_hours(configs, args.estimate):,.1f} device-hours at {args.estimate:g} s per K=2 MixMatch "
+              f"step (scaled per run by its relative work)")
+        return 0
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        failed = execute(list(zip(runs, configs)), train_py)
+    except (KeyboardInterrupt, SystemExit) as err:
+        print("sweep.py: interrupted; run the same command again to resume", file=sys.stderr)
+        return err.code if isinstance(err, SystemExit) else 130
+    print(f"{len(runs) - len(failed)} of {len(runs)} runs finished; tables: python scripts/tables.py {args.out}")
+    for run, rc in failed:
+        print(f"failed (exit code {rc}): {run.command()}", file=sys.stderr)
+    return 1 if failed else 0
