@@ -12,6 +12,7 @@ import time
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
+from .compress.training import install as install_compression
 from .config import RESUMABLE_FIELDS, Config, ConfigError, parse_args
 from .data import prepare_data
 from .engine import NonFiniteLoss, Trainer, check_finite
@@ -132,6 +133,7 @@ def train(cfg: Config) -> dict:
     data = prepare_data(cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed, cfg.download)
     torch.manual_seed(cfg.seed)
     trainer = Trainer(cfg, rt, data, build_model(cfg, data.num_classes))
+    install_compression(trainer)  # slimming penalty, pruning schedule, masks of --init
     torch.manual_seed(cfg.seed * 1000 + rt.rank)  # each rank draws its own augmentations and mixup
     resume(trainer, out, cfg.keep_checkpoints)
     if rt.is_main:
