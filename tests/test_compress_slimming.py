@@ -107,3 +107,18 @@ def test_slim_ranks_by_bn2_gamma():
         model.blocks[1].bn2.weight.copy_(torch.arange(16.0) - 7.5)  # |γ| smallest at channels 7 and 8
     keep = select_channels([branch_scores(model, "slim")[1]], 2 / 16, "local")[0]
     assert 7 not in keep.tolist() and 8 not in keep.tolist() and len(keep) == 14
+
+
+def test_channel_multiple_rounds_each_layer():
+    torch.manual_seed(0)
+    scores = [torch.rand(32), torch.rand(64), torch.rand(128), torch.rand(6)]
+    exact = select_channels(scores, 0.5, "global")
+    keep = select_channels(scores, 0.5, "global", multiple=8)
+    for s, e, k in zip(scores[:3], exact, keep):
+        assert len(k) % 8 == 0 and abs(len(k) - len(e)) <= 4  # the nearest multiple of 8
+        gone = torch.ones(len(s), dtype=torch.bool).index_fill(0, k, False)
+        assert s[gone].max() <= s[k].min()  # the highest-scoring channels stay
+    assert len(keep[3]) == 6  # a layer narrower than the multiple stays whole
+    # 19 kept of 190 is the cap's floor (0.9): rounding to 16 would undercut it, so 24 remain
+    capped = select_channels([torch.rand(190), torch.ones(200)], 171 / 390, "global", 0.9, multiple=8)
+    assert [len(k) for k in capped] == [24, 200]

@@ -86,13 +86,24 @@ def layer_cap(n: int, max_layer_ratio: float) -> int:
     return min(n - 1, math.floor(max_layer_ratio * n))
 
 
+def round_keep(kept: int, n: int, min_keep: int, multiple: int) -> int:
+    """``kept`` rounded to the nearest multiple (half up), not below ``min_keep`` and not above n."""
+    if multiple <= 1:
+        return kept
+    rounded = multiple * math.floor(kept / multiple + 0.5)
+    if rounded < min_keep:
+        rounded = multiple * math.ceil(min_keep / multiple)
+    return max(1, min(rounded, n))
+
+
 def select_channels(scores: List[torch.Tensor], ratio: float, scope: str = "global",
-                    max_layer_ratio: float = 0.9) -> List[torch.Tensor]:
+                    max_layer_ratio: float = 0.9, multiple: int = 1) -> List[torch.Tensor]:
     """Sorted indices of the channels to keep in each layer after removing round(ratio · channels).
 
     global: the lowest scores over all layers go first, skipping a layer once it reaches its cap (a global
     threshold on the score, capped per layer). local: round(ratio · n) of each layer. Raises ValueError when the
-    caps do not allow the requested count.
+    caps do not allow the requested count. ``multiple`` > 1 then rounds each layer's kept count to a multiple
+    (CPU and GPU kernels run faster on such widths) and keeps that many of the highest-scoring channels.
     """
     sizes = [len(s) for s in scores]
     caps = [layer_cap(n, max_layer_ratio) for n in sizes]
@@ -105,7 +116,10 @@ def select_channels(scores: List[torch.Tensor], ratio: float, scope: str = "glob
     else:
         drop = _global_drop(scores, int(round(ratio * sum(sizes))), caps, max_layer_ratio)
     keep = []
-    for n, d in zip(sizes, drop):
+    for s, n, c, d in zip(scores, sizes, caps, drop):
+        count = round_keep(n - len(d), n, n - c, multiple)
+        if count != n - len(d):
+            d = s.detach().cpu().argsort(stable=True)[:n - count]
         mask = torch.ones(n, dtype=torch.bool)
         mask[d] = False
         keep.append(mask.nonzero().squeeze(1))
@@ -133,12 +147,12 @@ def _global_drop(scores: List[torch.Tensor], count: int, caps: List[int], max_la
 
 
 def plan(model: nn.Module, method: str, ratio: float, scope: str = "global", p: int = 1,
-         max_layer_ratio: float = 0.9, residual: bool = False):
+         max_layer_ratio: float = 0.9, residual: bool = False, multiple: int = 1):
     """(in-branch keep indices per block, residual-stream keep indices per stage or None)."""
     if method not in METHODS:
         raise ValueError(f"structured method must be one of {', '.join(METHODS)}, got {method!r}")
-    inner = select_channels(branch_scores(model, method, p), ratio, scope, max_layer_ratio)
+    inner = select_channels(branch_scores(model, method, p), ratio, scope, max_layer_ratio, multiple)
     stream: Optional[List[torch.Tensor]] = None
     if residual:
-        stream = select_channels(stream_scores(model, method, p), ratio, scope, max_layer_ratio)
+        stream = select_channels(stream_scores(model, method, p), ratio, scope, max_layer_ratio, multiple)
     return inner, stream
