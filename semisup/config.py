@@ -16,6 +16,8 @@ AMP_MODES = ("auto", "bf16", "fp16", "none")
 DEVICES = ("auto", "cpu", "cuda")
 NUM_CLASSES = 10  # CIFAR-10: labeled and validation sets are balanced over its classes
 TRAIN_DESCRIPTION = "Train MixMatch (or the supervised baseline) on CIFAR-10."
+PRUNE_SCHEDULES = ("none", "oneshot", "iterative", "agp", "set")
+SCOPES = ("global", "local")
 
 # Fields that may change between a run and its resumption without making it a different experiment.
 RESUMABLE_FIELDS = frozenset({
@@ -83,7 +85,22 @@ class Config:
     detect_anomaly: bool = _opt(False, "enable autograd anomaly detection (slow; for debugging NaNs)")
     progress: bool = _opt(True, "show a progress bar")
     # Compression during training
-    slim_lambda: float = _opt(0.0, "network-slimming L1 penalty on batch-norm gamma (e.g. 1e-4)")
+    slim_lambda: float = _opt(0.0, "network slimming: add S*sign(gamma) to every batch-norm gamma gradient, once per "
+                                    "optimizer step (e.g. 1e-4); then python -m semisup.compress --method slim")
+    prune_schedule: str = _opt("none", "magnitude pruning of conv/linear weights during training: oneshot (mask at "
+                                       "--prune-start, kept after), iterative (zero the smallest at every event; "
+                                       "they may grow back), agp (cubic ramp from --prune-initial to --prune-ratio), "
+                                       "set (prune at --prune-start, then drop/regrow --set-zeta at every event)",
+                               PRUNE_SCHEDULES)
+    prune_ratio: float = _opt(0.5, "target fraction of conv/linear weights that are zero")
+    prune_scope: str = _opt("global", "one magnitude threshold over all layers, or the same fraction per layer",
+                            SCOPES)
+    prune_start: int = _opt(0, "first pruning event, in completed optimizer steps (0: before the first step)")
+    prune_end: int = _opt(0, "last pruning event; agp reaches --prune-ratio there (0: --steps, so raising "
+                             "--steps on resume stretches the rest of the schedule; set it to extend a run)")
+    prune_every: int = _opt(1024, "steps between pruning events (iterative, agp, set)")
+    prune_initial: float = _opt(0.0, "agp: sparsity at --prune-start")
+    set_zeta: float = _opt(0.3, "set: fraction of live weights dropped (smallest) and regrown (random) per event")
 
     @property
     def temperature(self) -> float:
@@ -149,11 +166,32 @@ def validate(cfg: Config) -> Config:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _validate_pruning(cfg)
     if cfg.algorithm not in ALGORITHMS:
         raise ConfigError(f"--algorithm must be one of {', '.join(ALGORITHMS)} (got {cfg.algorithm})")
     if cfg.mixup not in MIXUP_MODES:
         raise ConfigError(f"--mixup must be one of {', '.join(MIXUP_MODES)} (got {cfg.mixup})")
     return cfg
+
+
+def _validate_pruning(cfg: Config) -> None:
+    end = cfg.prune_end or cfg.steps
+    checks = [
+        (cfg.prune_schedule in PRUNE_SCHEDULES,
+         f"--prune-schedule must be one of {', '.join(PRUNE_SCHEDULES)} (got {cfg.prune_schedule})"),
+        (cfg.prune_scope in SCOPES, f"--prune-scope must be global or local (got {cfg.prune_scope})"),
+        (0 <= cfg.prune_ratio < 1, f"--prune-ratio must be in [0, 1) (got {cfg.prune_ratio})"),
+        (0 <= cfg.prune_initial <= cfg.prune_ratio,
+         f"--prune-initial must be in [0, --prune-ratio] (got {cfg.prune_initial})"),
+        (0 < cfg.set_zeta < 1, f"--set-zeta must be in (0, 1) (got {cfg.set_zeta})"),
+        (cfg.prune_every >= 1, f"--prune-every must be at least 1 (got {cfg.prune_every})"),
+        (cfg.prune_start >= 0 and cfg.prune_end >= 0, "--prune-start and --prune-end must not be negative"),
+        (cfg.prune_schedule == "none" or cfg.prune_start <= end,
+         f"--prune-start ({cfg.prune_start}) is after the last pruning event ({end})"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -26,6 +26,10 @@ class EMA:
         self._src_buffers = [b for b in model.buffers()]
         self._dst_buffers = [b for b in self.model.buffers()]
 
+    def track(self, model: nn.Module) -> None:
+        """Pair the parameters and buffers again after both models re-registered them (pruning masks)."""
+        self._pairs(model)
+
     @torch.no_grad()
     def update(self) -> None:
         torch._foreach_lerp_(self._dst_params, [p.detach() for p in self._src_params], 1.0 - self.decay)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from .augment import augment, to_float
+from .compress.masks import load_masked, split_masks
 from .config import Config
 from .data import InfiniteSampler, SSLData
 from .distributed import gather_rng_states, per_rank_batch, restore_rng_state
@@ -169,16 +170,20 @@ class Trainer:
         """Everything a resumed run needs. *Collective* under torchrun: every rank must call it (it gathers each
         rank's RNG state); rank 0 saves the result."""
         rng = gather_rng_states(self.rt.device, self.rt.world_size)
+        model, masks = split_masks(self.model)
+        extra = {"masks": masks} if masks else {}
         return {"config": self.cfg.to_dict(), "model_name": self.cfg.model, "arch": dict(self.model.arch),
-                "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                "model": model, "ema": split_masks(self.ema.model)[0], **extra,
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else {},
                 "step": self.step, "rng": rng, "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
                 "history": list(self.history)}
 
     def load_state_dict(self, state: dict) -> None:
         restore_rng_state(state["rng"], self.rt.rank, self.rt.world_size, self.rt.device)
-        self.model.load_state_dict(state["model"])
-        self.ema.load_state_dict(state["ema"])
+        masks = state.get("masks", {})  # pruning masks: re-applied to both models, see compress/masks.py
+        load_masked(self.model, state["model"], masks)
+        load_masked(self.ema.model, state["ema"], masks)
+        self.ema.track(self.model)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])

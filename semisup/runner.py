@@ -12,6 +12,7 @@ import time
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
+from .compress.training import install as install_compression
 from .config import RESUMABLE_FIELDS, TRAIN_DESCRIPTION, Config, ConfigError, parse_args
 from .data import prepare_data
 from .distributed import barrier, broadcast_from_main, mean_over_ranks, shutdown
@@ -188,6 +189,7 @@ def _train(cfg: Config, rt) -> dict:
     data = prepare_data(cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed, cfg.download)
     torch.manual_seed(cfg.seed)
     trainer = Trainer(cfg, rt, data, build_model(cfg, data.num_classes))
+    install_compression(trainer)  # slimming penalty, pruning schedule, masks of --init
     torch.manual_seed(cfg.seed * 1000 + rt.rank)  # each rank draws its own augmentations and mixup
     if not cfg.force_new:
         resume(trainer, out)

@@ -29,14 +29,16 @@ class Block(nn.Module):
     """Pre-activation residual block: x0 + conv2(act(bn2(conv1(act(bn1(x0)))))).
 
     ``activate_before_residual`` (first block of the network) feeds the shortcut with act(bn1(x0)) instead of x0.
-    bn1's output is always used by conv1, never computed and discarded.
+    bn1's output is always used by conv1, never computed and discarded. ``project`` gives the shortcut a 1x1 conv
+    (the first block of every stage), so a slimmed residual stream keeps the structure it was trained with.
     """
 
-    def __init__(self, cin: int, inner: int, cout: int, stride: int, activate_before_residual: bool):
+    def __init__(self, cin: int, inner: int, cout: int, stride: int, activate_before_residual: bool,
+                 project: bool):
         super().__init__()
         self.bn1, self.conv1 = _bn(cin), _conv(cin, inner, 3, stride)
         self.bn2, self.conv2 = _bn(inner), _conv(inner, cout, 3)
-        self.shortcut = _conv(cin, cout, 1, stride) if (cin != cout or stride != 1) else None
+        self.shortcut = _conv(cin, cout, 1, stride) if (project or cin != cout or stride != 1) else None
         self.activate_before_residual = activate_before_residual
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
@@ -65,7 +67,7 @@ class WideResNet(nn.Module):
         for s, width in enumerate(widths):
             for r in range(repeat):
                 blocks.append(Block(cin, inner[s * repeat + r], width, stride=2 if s and not r else 1,
-                                    activate_before_residual=(s == 0 and r == 0)))
+                                    activate_before_residual=(s == 0 and r == 0), project=(r == 0)))
                 cin = width
         self.blocks = nn.Sequential(*blocks)
         self.bn = _bn(cin)

@@ -1,0 +1,102 @@
+"""Compression during training, wired into the Trainer's hooks by ``install``.
+
+- ``--slim-lambda S``: network slimming's L1 penalty, S·sign(γ) added to every batch-norm γ gradient in the
+  ``after_backward`` hook, i.e. once per optimizer step, after AMP unscaling and after all micro-batches.
+- ``--prune-schedule``: magnitude pruning events in the ``after_step`` hook (after the optimizer step, weight decay
+  and EMA update). Masks are computed on the raw model and applied to both the raw and the EMA model, so the
+  reported (EMA) model has the same sparsity. Event times t count completed optimizer steps.
+- ``--init`` of a checkpoint with masks keeps its masks during fine-tuning.
+"""
+import torch
+
+from ..checkpoint import CheckpointError, load_checkpoint
+from ..config import Config, ConfigError
+from .masks import Masks, get_masks, prunable_modules, set_masks, weight_param, zero_pruned_
+from .slimming import slim_hook
+from .unstructured import agp_sparsity, magnitude_scores, masks_from_scores, set_drop_regrow
+
+
+def apply_masks(trainer, masks: Masks) -> None:
+    """Mask the raw and the EMA model alike and let the EMA follow the re-registered parameters and masks."""
+    set_masks(trainer.model, masks)
+    set_masks(trainer.ema.model, masks)
+    trainer.ema.track(trainer.model)
+
+
+class PruneSchedule:
+    """One of oneshot / iterative / agp / set; ``at(trainer, t)`` acts when t is one of its events."""
+
+    def __init__(self, cfg: Config):
+        self.kind, self.ratio, self.scope = cfg.prune_schedule, cfg.prune_ratio, cfg.prune_scope
+        self.start, self.end, self.every = cfg.prune_start, cfg.prune_end or cfg.steps, cfg.prune_every
+        self.initial, self.zeta, self.seed = cfg.prune_initial, cfg.set_zeta, cfg.seed
+
+    def is_event(self, t: int) -> bool:
+        """oneshot: t = start. Others: start, start + every, … up to end; agp and iterative also at end itself
+        (s_f reached, final weights pruned). SET has no extra event at the end: its regrown weights need steps."""
+        if self.kind == "oneshot":
+            return t == self.start
+        on_grid = self.start <= t <= self.end and (t - self.start) % self.every == 0
+        return on_grid or (t == self.end and self.kind in ("agp", "iterative"))
+
+    def __call__(self, trainer, step: int) -> None:
+        self.at(trainer, step + 1)
+
+    def at(self, trainer, t: int) -> None:
+        if not self.is_event(t):
+            return
+        model = trainer.model
+        if self.kind == "iterative":
+            masks = masks_from_scores(magnitude_scores(model), self.ratio, self.scope)
+            zero_pruned_(model, masks)
+            zero_pruned_(trainer.ema.model, masks)
+        elif self.kind == "set" and t > self.start:
+            self._drop_regrow(trainer, t)
+        elif self.kind == "agp":
+            ratio = agp_sparsity(t, self.initial, self.ratio, self.start, self.end)
+            masks, old = masks_from_scores(magnitude_scores(model), ratio, self.scope), get_masks(model)
+            apply_masks(trainer, {k: m & old[k].to(m.device) if k in old else m for k, m in masks.items()})
+        else:
+            apply_masks(trainer, masks_from_scores(magnitude_scores(model), self.ratio, self.scope))
+
+    def _drop_regrow(self, trainer, t: int) -> None:
+        """SET: per layer, drop ζ of the live weights and regrow as many at random, initialised at zero.
+
+        The random positions come from a generator seeded by (seed, t): identical on every rank and on resume.
+        """
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + t)
+        scores, old = magnitude_scores(trainer.model), get_masks(trainer.model)
+        masks, grown = {}, {}
+        for key, mask in old.items():
+            masks[key], grown[key] = set_drop_regrow(scores[key].cpu(), mask, self.zeta, generator)
+        apply_masks(trainer, masks)
+        for model in (trainer.model, trainer.ema.model):
+            modules = dict(model.named_modules())
+            with torch.no_grad():
+                for key, g in grown.items():
+                    param = weight_param(modules[key[:-len(".weight")]])
+                    param.masked_fill_(g.to(param.device), 0.0)
+
+
+def init_masks(path: str) -> Masks:
+    try:
+        return load_checkpoint(path).get("masks") or {}
+    except CheckpointError as err:
+        raise ConfigError(f"--init: {err}") from None
+
+
+def install(trainer) -> None:
+    """Hook the configured compression into ``trainer`` (call before resuming: a checkpoint's masks win)."""
+    cfg = trainer.cfg
+    if cfg.init:
+        masks = init_masks(cfg.init)
+        if masks:
+            apply_masks(trainer, masks)
+    if cfg.slim_lambda > 0:
+        trainer.hooks["after_backward"].append(slim_hook(cfg.slim_lambda))
+    if cfg.prune_schedule != "none":
+        if not prunable_modules(trainer.model):
+            raise ConfigError("--prune-schedule: the model has no conv or linear layers to prune")
+        schedule = PruneSchedule(cfg)
+        trainer.hooks["after_step"].append(schedule)
+        schedule.at(trainer, 0)
