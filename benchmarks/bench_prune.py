@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from semisup.compress.masks import clear_masks, set_masks, sparsity  # noqa: E402
+from semisup.compress.masks import clear_masks, set_masks  # noqa: E402
 from semisup.compress.report import count_macs, count_nonzero_params, count_params  # noqa: E402
 from semisup.compress.slimming import plan  # noqa: E402
 from semisup.compress.surgery import remove_channels  # noqa: E402

@@ -24,6 +24,8 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
+from .config import first_line
+
 FORMAT = "semisup-checkpoint"
 VERSION = 1
 LAST = "last.pt"
@@ -140,11 +142,6 @@ def _verify_archive(path: str) -> None:
         raise CheckpointError(f"{path}: corrupt checkpoint (checksum mismatch in {bad})")
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 def load_checkpoint(path: str, map_location="cpu") -> dict:
     """Load and check a semisup checkpoint; never unpickles code (weights_only=True)."""
     if not os.path.isfile(path):
@@ -156,7 +153,7 @@ def load_checkpoint(path: str, map_location="cpu") -> dict:
         if "Weights only load failed" in str(err):
             raise CheckpointError(f"{path}: refused: it holds pickled Python objects other than tensors and "
                                   f"plain data (loading it could run code)") from None
-        raise CheckpointError(f"{path}: not a readable semisup checkpoint ({_first_line(err)})") from None
+        raise CheckpointError(f"{path}: not a readable semisup checkpoint ({first_line(err)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a semisup checkpoint (no '{FORMAT}' marker)")
     missing = [k for k in ("model", "model_name", "arch") if k not in state]

@@ -19,7 +19,8 @@ from .config import AMP_MODES, DEVICES, Config, ConfigError, _Parser
 from .data import CIFAR10_CLASSES, SSLData, prepare_data
 from .metrics import classification_report, compare_reports, predict
 from .plots import plot_confusion_difference, plot_confusion_matrix, plot_reliability
-from .report import format_comparison, format_report, write_json, write_per_class_csv, write_predictions
+from .jsonio import write_json
+from .report import format_comparison, format_report, write_per_class_csv, write_predictions
 from .restore import model_from_checkpoint, recalibrate_bn
 from .runtime import Runtime, resolve_amp, resolve_device, resolve_memory_format
 

@@ -9,6 +9,7 @@ from typing import Iterable, Tuple
 
 import torch
 
+from .config import first_line
 from .engine import NonFiniteLoss
 
 HINT = "try --detect-anomaly, a lower --lr, or --amp none"
@@ -63,7 +64,7 @@ def guarded_step(trainer, guard: LossGuard, detect_anomaly: bool):
         loss_x, loss_u, lam_u = trainer.train_step(trainer.step)
     except RuntimeError as err:
         if detect_anomaly and _ANOMALY.search(str(err)):
-            first = str(err).strip().splitlines()[0]
+            first = first_line(err)
             raise NonFiniteLoss(f"autograd anomaly at step {step}: {first} (the forward call that produced "
                                 f"it is printed above)") from None
         raise

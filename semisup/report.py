@@ -4,7 +4,6 @@ Formatting is kept apart from the numbers (``metrics.classification_report``) so
 written are the same dictionary, rendered twice.
 """
 import csv
-import json
 import math
 import os
 from typing import List, Sequence
@@ -78,23 +77,6 @@ def format_comparison(info_a: dict, info_b: dict, comparison: dict, class_names:
     lines += ["", "confusion matrix difference B - A (rows: true class, columns: predicted class)",
               format_matrix(comparison["confusion_matrix_diff"], class_names, signed=True)]
     return "\n".join(lines)
-
-
-def _clean(obj):
-    """NaN is not JSON: write it as null."""
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def write_json(obj, path: str) -> None:
-    with open(path, "w") as f:
-        json.dump(_clean(obj), f, indent=2)
-        f.write("\n")
 
 
 def write_per_class_csv(report: dict, path: str) -> None:

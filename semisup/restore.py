@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from .augment import to_float
 from .checkpoint import CheckpointError
+from .config import first_line
 from .models import model_from_arch
 
 ORIG, MASK = "_orig", "_mask"
@@ -52,8 +53,7 @@ def model_from_checkpoint(state: dict, weights: str = "ema", source: str = "chec
     try:
         model.load_state_dict(fold_pruning_masks(state[key]))
     except RuntimeError as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckpointError(f"{source}: {weights} weights do not fit the saved arch ({first})") from None
+        raise CheckpointError(f"{source}: {weights} weights do not fit the saved arch ({first_line(err)})") from None
     return model.eval()
 
 

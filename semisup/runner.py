@@ -13,24 +13,17 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
 from .compress.training import install as install_compression
-from .config import RESUMABLE_FIELDS, TRAIN_DESCRIPTION, Config, ConfigError, parse_args
+from .config import RESUMABLE_FIELDS, TRAIN_DESCRIPTION, Config, ConfigError, first_line, parse_args
 from .data import prepare_data
 from .distributed import barrier, broadcast_from_main, mean_over_ranks, shutdown
 from .engine import NonFiniteLoss, Trainer
+from .jsonio import write_json
 from .guard import LossGuard, check_weights_finite, guarded_step
 from .models import MODELS, create_model, model_from_arch
 from .runtime import make_runtime
 from .tblog import EventLog
 
 LOG_EVERY = 10  # steps between progress-bar updates (each one reads the losses back from the device)
-
-
-def write_json(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def config_differences(old: dict, new: dict):
@@ -96,7 +89,7 @@ def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
         raise ConfigError(f"--init {cfg.init}: the weights do not fit the saved shape "
-                          f"({str(err).strip().splitlines()[0]})") from None
+                          f"({first_line(err)})") from None
     return model
 
 
@@ -158,7 +151,7 @@ def resume(trainer: Trainer, out: str) -> None:
     try:
         trainer.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"{path} does not fit this run ({str(err).strip().splitlines()[0]})") from None
+        raise ConfigError(f"{path} does not fit this run ({first_line(err)})") from None
     if trainer.rt.is_main:
         print(f"resuming {out} from step {trainer.step} ({os.path.basename(path)})", file=sys.stderr)
 
@@ -274,8 +267,7 @@ def run(cfg: Config) -> int:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 1
     except _compile_errors(cfg) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"train.py: error: --compile failed ({first}); run without --compile", file=sys.stderr)
+        print(f"train.py: error: --compile failed ({first_line(err)}); run without --compile", file=sys.stderr)
         return 1
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps(result))

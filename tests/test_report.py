@@ -7,7 +7,8 @@ from matplotlib.image import imread
 
 from semisup.metrics import classification_report, compare_reports, expected_calibration_error, per_class_accuracy
 from semisup.plots import plot_confusion_difference, plot_confusion_matrix, plot_reliability, row_normalized
-from semisup.report import format_matrix, format_report, write_json
+from semisup.jsonio import write_json
+from semisup.report import format_matrix, format_report
 
 
 def test_ece_by_hand():

@@ -5,14 +5,14 @@ pruned.pt is an ordinary semisup checkpoint (``model_name``, ``arch``, ``model``
 methods also store their ``masks`` unless ``--remove``.
 """
 import argparse
-import json
 import os
 import sys
 
 import torch
 
 from ..checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, load_checkpoint
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, first_line
+from ..jsonio import write_json
 from ..metrics import accuracy, predict
 from ..models import model_from_arch
 from . import report as rep
@@ -93,7 +93,7 @@ def load_source(path: str):
         model = model_from_arch(state["model_name"], state["arch"])
         load_masked(model, state.get("ema", state["model"]), state.get("masks", {}))
     except (ValueError, TypeError, KeyError, RuntimeError) as err:
-        raise ConfigError(f"{path}: cannot rebuild its model ({str(err).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: cannot rebuild its model ({first_line(err)})") from None
     return state, cfg, model.eval()
 
 
@@ -178,9 +178,7 @@ def run(args) -> dict:
     atomic_save(out_state, os.path.join(args.out, "pruned.pt"))
     if args.onnx:
         export_onnx(final, os.path.join(args.out, "pruned.onnx"))
-    with open(os.path.join(args.out, "report.json"), "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
+    write_json(result, os.path.join(args.out, "report.json"))
     return result
 
 
