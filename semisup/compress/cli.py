@@ -13,6 +13,7 @@ import torch
 
 from ..checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, load_checkpoint
 from ..config import Config, ConfigError
+from ..data import prepare_data
 from ..metrics import accuracy, predict
 from ..models import model_from_arch
 from . import report as rep
@@ -109,7 +110,6 @@ def load_source(path: str):
 
 
 def load_data(args, cfg: Config, needed: bool):
-    from ..data import prepare_data
     try:
         return prepare_data(args.data_dir or cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed)
     except ConfigError as err:
