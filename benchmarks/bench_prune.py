@@ -12,16 +12,14 @@ load changes hit all of them alike.
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from semisup.compress.masks import clear_masks, set_masks  # noqa: E402
-from semisup.compress.report import count_macs, count_nonzero_params, count_params  # noqa: E402
+from semisup.compress.report import count_macs, count_nonzero_params, count_params, latencies_ms  # noqa: E402
 from semisup.compress.slimming import plan  # noqa: E402
 from semisup.compress.surgery import remove_channels  # noqa: E402
 from semisup.compress.unstructured import magnitude_scores, masks_from_scores  # noqa: E402
@@ -48,24 +46,6 @@ def build(model_name: str, ratio: float):
     clear_masks(zeros)  # zeros in the dense tensors, as a masked model is deployed
     models[f"{ratio:.0%} zeros"] = zeros
     return models
-
-
-@torch.inference_mode()
-def latencies(models: dict, batch: int, repeats: int, layout: str) -> dict:
-    fmt, dtype = LAYOUTS[layout]
-    x = torch.randn(batch, 3, 32, 32).to(memory_format=fmt)
-    models = {n: m.to(memory_format=fmt) for n, m in models.items()}
-    autocast = torch.autocast("cpu", dtype=dtype, enabled=dtype is not None)
-    with autocast:
-        for model in models.values():
-            model(x)  # warm-up
-        times = {name: [] for name in models}
-        for _ in range(repeats):
-            for name, model in models.items():
-                start = time.perf_counter()
-                model(x)
-                times[name].append(1000.0 * (time.perf_counter() - start))
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def print_table(rows, names) -> None:
@@ -100,7 +80,8 @@ def main() -> int:
     speedups = {}
     for layout in args.layouts.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
-            ms = latencies(models, batch, args.repeats, layout)
+            fmt, dtype = LAYOUTS[layout]
+            ms = latencies_ms(models, batch, args.repeats, memory_format=fmt, dtype=dtype)
             rows.append((f"ms {layout} batch {batch}", ms))
             speedups[(layout, batch)] = ms["dense"] / ms["slimmed"]
     print_table(rows, names)

@@ -12,6 +12,7 @@ import torch
 
 from ..checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, load_checkpoint
 from ..config import Config, ConfigError, first_line
+from ..data import prepare_data
 from ..jsonio import write_json
 from ..metrics import accuracy, predict
 from ..models import model_from_arch
@@ -31,8 +32,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one worth showing."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default in (None, False):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m semisup.compress", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = _Parser(prog="python -m semisup.compress", formatter_class=_Help,
                 description="Prune the EMA model of a semisup checkpoint and report params, MACs, sparsity, "
                             "CPU latency and test accuracy before and after. Masks (magnitude, taylor) save no "
                             "time; slim and l1-filter remove channels for real.")
@@ -60,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action=argparse.BooleanOptionalAction, default=True,
                    help="test accuracy before and after (skipped with a note when the data is not there)")
     p.add_argument("--latency-repeats", type=int, default=3, help="timed forward passes per batch size (median)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="time the models in channels-last layout (semisup's CPU default) instead of contiguous")
     p.add_argument("--onnx", action="store_true", help="also export DIR/pruned.onnx (needs the onnx extra)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
     p.add_argument("--seed", type=int, default=0, help="seed of taylor's batches")
@@ -98,7 +110,6 @@ def load_source(path: str):
 
 
 def load_data(args, cfg: Config, needed: bool):
-    from ..data import prepare_data
     try:
         return prepare_data(args.data_dir or cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed)
     except ConfigError as err:
@@ -147,7 +158,8 @@ def export_onnx(model: torch.nn.Module, path: str) -> None:
         import onnx  # noqa: F401  (the exporter needs it; fail with a clear message first)
     except ImportError:
         raise ConfigError("--onnx needs the onnx package: pip install 'semisup[onnx]'") from None
-    torch.onnx.export(model.eval(), (torch.zeros(1, 3, 32, 32),), path, input_names=["images"],
+    model = model.eval().to(memory_format=torch.contiguous_format)
+    torch.onnx.export(model, (torch.zeros(2, 3, 32, 32),), path, input_names=["images"],
                       output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
                       external_data=False, verbose=False)
 
@@ -160,16 +172,15 @@ def run(args) -> dict:
     needed = args.method == "taylor" or args.data_dir is not None
     data = load_data(args, cfg, needed) if (args.eval or args.method == "taylor") else None
     _, _, dense = plain_copy(state["model_name"], model)
-    before = rep.measure(dense, repeats=args.latency_repeats)
     acc_before = test_accuracy(dense, data) if args.eval else None
     pruned = prune(model, args, cfg, data)
     weights, masks, final = plain_copy(state["model_name"], pruned)
-    after = rep.measure(final, repeats=args.latency_repeats)
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    measured = rep.compare(dense, final, repeats=args.latency_repeats, memory_format=layout)
     settings = {"checkpoint": args.checkpoint, "method": args.method, "ratio": args.ratio, "scope": args.scope,
                 "norm": args.norm, "prune_residual": args.prune_residual, "channel_multiple": args.channel_multiple,
-                "removed_masks": args.remove}
-    result = {**settings, "arch": {"before": dict(state["arch"]), "after": dict(final.arch)},
-              **rep.before_after(before, after),
+                "removed_masks": args.remove, "latency_layout": "channels_last" if args.channels_last else "contiguous"}
+    result = {**settings, "arch": {"before": dict(state["arch"]), "after": dict(final.arch)}, **measured,
               "test_acc": {"before": acc_before, "after": test_accuracy(final, data) if args.eval else None}}
     os.makedirs(args.out, exist_ok=True)
     out_state = {"format": FORMAT, "version": VERSION, "model_name": state["model_name"], "arch": dict(final.arch),

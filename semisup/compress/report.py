@@ -45,38 +45,47 @@ def count_macs(model: nn.Module, input_shape: Sequence[int] = (3, 32, 32)) -> in
     return counter.get_total_flops() // 2
 
 
-@torch.inference_mode()
-def latency_ms(model: nn.Module, batch: int, repeats: int = 3, warmup: int = 1,
-               input_shape: Sequence[int] = (3, 32, 32)) -> float:
-    """Median wall time of an eval-mode forward pass of ``batch`` images on the CPU, in milliseconds."""
-    model = model.eval()
-    x = torch.randn(batch, *input_shape)
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append(1000.0 * (time.perf_counter() - start))
-    return statistics.median(times)
+def latencies_ms(models: Dict[str, nn.Module], batch: int, repeats: int = 3, warmup: int = 1,
+                 memory_format=torch.contiguous_format, dtype=None,
+                 input_shape: Sequence[int] = (3, 32, 32)) -> Dict[str, float]:
+    """Median wall time (ms) of an eval-mode forward pass of ``batch`` images on the CPU, for each model.
+
+    The models take turns within every repeat, so a change of machine load hits all of them alike. fp32 unless
+    ``dtype`` (autocast, e.g. torch.bfloat16); the models are converted to ``memory_format`` in place.
+    """
+    models = {k: m.eval().to(memory_format=memory_format) for k, m in models.items()}  # not in inference mode
+    x = torch.randn(batch, *input_shape).to(memory_format=memory_format)
+    times: Dict[str, list] = {k: [] for k in models}
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        for model in models.values():
+            for _ in range(warmup):
+                model(x)
+        for _ in range(repeats):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(x)
+                times[name].append(1000.0 * (time.perf_counter() - start))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
-def measure(model: nn.Module, batches: Sequence[int] = LATENCY_BATCHES, repeats: int = 3) -> Dict[str, object]:
-    """params, nonzero params, MACs, sparsity and CPU latency of one (CPU) model."""
+def sizes(model: nn.Module) -> Dict[str, object]:
+    """params, nonzero params, MACs per image and sparsity of one model."""
     return {"params": count_params(model), "nonzero_params": count_nonzero_params(model),
-            "macs": count_macs(model), "sparsity": sparsity(model),
-            "latency_ms": {f"batch_{b}": latency_ms(model, b, repeats) for b in batches}}
+            "macs": count_macs(model), "sparsity": sparsity(model)}
+
+
+def compare(before: nn.Module, after: nn.Module, batches: Sequence[int] = LATENCY_BATCHES, repeats: int = 3,
+            memory_format=torch.contiguous_format) -> Dict[str, object]:
+    """Every report field as {"before": …, "after": …}; latency per batch size, the two models timed in turn."""
+    out = before_after(sizes(before), sizes(after))
+    out["latency_ms"] = {f"batch_{b}": latencies_ms({"before": before, "after": after}, b, repeats,
+                                                    memory_format=memory_format) for b in batches}
+    return out
 
 
 def before_after(before: Dict[str, object], after: Dict[str, object]) -> Dict[str, object]:
-    """{"field": {"before": …, "after": …}} for every measured field (latency per batch size)."""
-    out: Dict[str, object] = {}
-    for key, value in before.items():
-        if isinstance(value, dict):
-            out[key] = {k: {"before": v, "after": after[key][k]} for k, v in value.items()}
-        else:
-            out[key] = {"before": value, "after": after[key]}
-    return out
+    """{"field": {"before": …, "after": …}} for every field."""
+    return {key: {"before": value, "after": after[key]} for key, value in before.items()}
 
 
 def _ratio(before: float, after: float) -> str:
