@@ -20,6 +20,7 @@ from .losses import lambda_u_at, soft_cross_entropy_sum
 from .metrics import accuracy, predict
 from .mixmatch import mix_batch, mixmatch_backward
 from .runtime import Runtime
+from .speed import to_device
 
 HOOKS = ("after_backward", "after_step", "after_eval")
 
@@ -53,7 +54,7 @@ class Trainer:
     # ----- one optimizer step -------------------------------------------------------------------------
     def _views(self, name: str, count: int):
         images = self.device_data[name]
-        idx = self.samplers[name].next().to(self.rt.device)
+        idx = to_device(self.samplers[name].next(), self.rt.device)
         raw = images.images[idx]
         views = [to_float(augment(raw), self.rt.memory_format) for _ in range(count)]
         return views, images.labels[idx]

@@ -8,6 +8,10 @@ Measured with ``benchmarks/bench_step.py`` (README, "Speed"):
   ``--compile`` left unset turns it on only for runs of ``COMPILE_MIN_STEPS`` steps or more, and only where its
   backend can build kernels (a C++ compiler on the CPU, Triton on CUDA). The guessing passes stay eager: compiling
   them bought nothing measurable for another 20 s of compilation.
+- Host copies without waits: on CUDA a plain ``cpu_tensor.to("cuda")`` blocks the host until the GPU has finished
+  everything queued before it. The few small CPU-drawn tensors of a step (sample indices, augmentation offsets,
+  mixup λ and permutation) go through pinned memory without blocking, so the host keeps queueing work (not measured
+  here: no GPU on the benchmark machine).
 - Evaluation batch: on the CPU, batches of 1024 images spill the activations out of the caches; 256 runs about
   1.5x faster. CUDA keeps large batches.
 """
@@ -15,6 +19,14 @@ import torch
 
 COMPILE_MIN_STEPS = 20_000  # about 1,000 steps repay the compilation on the CPU; keep short runs and tests eager
 EVAL_BATCH = {"cpu": 256, "cuda": 1024}
+
+
+def to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """``t.to(device)`` for a small CPU tensor; on CUDA through pinned memory, without making the host wait."""
+    device = torch.device(device)
+    if device.type != "cuda" or t.device.type != "cpu":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def compiler_available(device: torch.device) -> bool:

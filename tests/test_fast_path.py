@@ -18,7 +18,7 @@ from semisup.metrics import predict
 from semisup.models import create_model
 from semisup.reference import reference_losses
 from semisup.runtime import Runtime, make_runtime
-from semisup.speed import COMPILE_MIN_STEPS, eval_batch_size, resolve_compile
+from semisup.speed import COMPILE_MIN_STEPS, eval_batch_size, resolve_compile, to_device
 
 CPU = torch.device("cpu")
 # bf16 keeps 8 bits of mantissa. On this tiny network (4-16 channels, 8 rows per batch-norm chunk) the losses
@@ -116,3 +116,10 @@ def test_eval_batch_default_per_device_and_same_logits():
     images = torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8)
     auto, small = predict(model, images, 0), predict(model, images, 7)
     assert auto.shape == (300, 10) and torch.allclose(auto, small, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_to_device_non_blocking_copy_arrives_intact():
+    src = torch.randperm(10_000)
+    out = to_device(src, "cuda")
+    assert out.device.type == "cuda" and torch.equal(out.cpu(), src)
