@@ -60,7 +60,7 @@ class Config:
     accum_steps: int = _opt(1, "micro-batches per optimizer step (gradient accumulation)")
     # Evaluation and output
     eval_every: int = _opt(1024, "steps between evaluations and checkpoints")
-    eval_batch_size: int = _opt(0, "images per evaluation batch (0: the device's default, 256 on the CPU, 1024 on "
+    eval_batch_size: int = _opt(0, "images per evaluation batch (0: the device's default, 128 on the CPU, 1024 on "
                                    "CUDA)")
     n_eval_last: int = _opt(20, "the reported number is the median EMA test accuracy of this many last evals")
     out: str = _opt("", "run folder (default runs/cifar10@<n_labeled>[-<algorithm>])")

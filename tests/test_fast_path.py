@@ -110,7 +110,7 @@ def test_compile_default_depends_on_run_length_and_flags():
 
 
 def test_eval_batch_default_per_device_and_same_logits():
-    assert eval_batch_size(0, "cpu") == 256 and eval_batch_size(0, torch.device("cuda")) == 1024
+    assert eval_batch_size(0, "cpu") == 128 and eval_batch_size(0, torch.device("cuda")) == 1024
     assert eval_batch_size(7, "cpu") == 7
     model = tiny_model(0)
     images = torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8)
