@@ -138,12 +138,32 @@ def quiet_stderr():
             os.close(saved)
 
 
-def conv_seconds(step_fn) -> float:
-    """Seconds one step spends inside convolution operators (forward and backward), from the profiler (CPU)."""
+def conv_seconds(step_fn):
+    """(seconds inside convolution operators, forward and backward; seconds of the whole step) for one profiled
+    step on the CPU."""
     from torch.profiler import ProfilerActivity, profile
     with quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
         step_fn()
-    return sum(e.self_cpu_time_total for e in prof.key_averages() if "convolution" in e.key) / 1e6
+        wall = time.perf_counter() - start
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if "convolution" in e.key) / 1e6, wall
+
+
+def forward_gflop(model: torch.nn.Module, device) -> float:
+    """GFLOP of one image's forward pass (convolutions and the classifier), counted by PyTorch."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, 32, 32, device=device))
+    model.train()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(device, dtype) -> float:
+    """GFLOP/s of a 2048 x 2048 matrix product in ``dtype``: what the device's cores reach on dense math."""
+    a, b = (torch.randn(2048, 2048, device=device).to(dtype) for _ in range(2))
+    a @ b
+    return 2 * 2048 ** 3 / timed(lambda: a @ b, 5, device) / 1e9
 
 
 def run_eval(trainer, reference, data, device):
@@ -188,9 +208,12 @@ def main(argv=None) -> int:
               f"{100 * share[name]:>11.1f}%{ev:>12.0f}")
     print(f"default first step (compilation included): {first:.1f} s")
     if conv:
-        ref, dft = conv["reference"], conv["default"]
-        print(f"convolutions: reference {ref:.3f} s/step ({100 * ref / sec['reference']:.0f}%), default {dft:.3f} "
-              f"s/step ({100 * dft / sec['default']:.0f}%); their ratio {ref / dft:.2f}")
+        (ref, ref_wall), (dft, dft_wall) = conv["reference"], conv["default"]
+        print(f"convolutions (one profiled step): reference {ref:.3f} s ({100 * ref / ref_wall:.0f}% of it), default "
+              f"{dft:.3f} s ({100 * dft / dft_wall:.0f}%); reference/default {ref / dft:.2f}")
+    gflop, dtype = forward_gflop(reference.model, rt.device), rt.amp_dtype or torch.float32
+    print(f"compute: {gflop:.3f} GFLOP per image forward; default evaluation at {gflop * eval_default:.0f} GFLOP/s; "
+          f"a 2048x2048 {str(dtype).replace('torch.', '')} matmul at {matmul_gflops(rt.device, dtype):.0f} GFLOP/s")
     print(f"evaluation speed-up: {eval_default / eval_reference:.2f}")
     print(f"speedup: {sec['reference'] / sec['default']:.2f}")
     return 0
