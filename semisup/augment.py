@@ -5,6 +5,8 @@ Python. The random draws come from the CPU generator so runs are reproducible ac
 """
 import torch
 
+from .speed import to_device
+
 PAD = 4
 
 
@@ -31,7 +33,7 @@ def flip_pad_crop(images: torch.Tensor, flip: torch.Tensor, dy: torch.Tensor, dx
     n, c, h, w = images.shape
     device = images.device
     ar_h, ar_w = torch.arange(h, device=device), torch.arange(w, device=device)
-    flip, dy, dx = flip.to(device), dy.to(device), dx.to(device)
+    flip, dy, dx = to_device(flip, device), to_device(dy, device), to_device(dx, device)
     rows = _reflect(dy[:, None] + ar_h - PAD, h)  # [n, h]
     cols = _reflect(dx[:, None] + torch.where(flip[:, None], w - 1 - ar_w, ar_w) - PAD, w)  # [n, w]
     batch = torch.arange(n, device=device)[:, None, None, None]

@@ -22,7 +22,7 @@ SCOPES = ("global", "local")
 # Fields that may change between a run and its resumption without making it a different experiment.
 RESUMABLE_FIELDS = frozenset({
     "steps", "device", "threads", "data_dir", "download", "keep_checkpoints", "force_new", "detect_anomaly",
-    "progress", "eval_batch_size", "out", "init",
+    "progress", "eval_batch_size", "out", "init", "compile",
 })
 
 
@@ -74,7 +74,8 @@ class Config:
                                  "official code)")
     # Evaluation and output
     eval_every: int = _opt(1024, "steps between evaluations and checkpoints")
-    eval_batch_size: int = _opt(1024, "images per evaluation batch")
+    eval_batch_size: int = _opt(0, "images per evaluation batch (0: the device's default, 128 on the CPU, 1024 on "
+                                   "CUDA)")
     n_eval_last: int = _opt(20, "the reported number is the median EMA test accuracy of this many last evals")
     out: str = _opt("", "run folder (default runs/cifar10@<n_labeled>[-<algorithm>])")
     force_new: bool = _opt(False, "start afresh even if --out holds a run with another configuration")
@@ -86,7 +87,8 @@ class Config:
     amp: str = _opt("auto", "autocast precision: auto (bf16 where it helps), bf16, fp16 (with loss scaling; "
                             "meant for CUDA, runs slowly on the CPU), none", AMP_MODES)
     channels_last: str = _opt("auto", "channels-last memory format: auto, on, off", ("auto", "on", "off"))
-    compile: bool = _opt(False, "torch.compile the model")
+    compile: bool = _opt(None, "torch.compile the training forward and backward (unset: on for runs of 20,000 "
+                               "steps or more where a compiler backend is available; costs about a minute)")
     sync_bn: bool = _opt(False, "SyncBatchNorm across ranks under torchrun (CUDA only; no effect in one process)")
     detect_anomaly: bool = _opt(False, "enable autograd anomaly detection (slow; for debugging NaNs)")
     progress: bool = _opt(True, "show a progress bar")
@@ -147,7 +149,7 @@ def validate(cfg: Config) -> Config:
         (cfg.steps >= 1, f"--steps must be at least 1 (got {cfg.steps})"),
         (cfg.eval_every >= 1, f"--eval-every must be at least 1 (got {cfg.eval_every})"),
         (cfg.batch_size >= 1, f"--batch-size must be at least 1 (got {cfg.batch_size})"),
-        (cfg.eval_batch_size >= 1, f"--eval-batch-size must be at least 1 (got {cfg.eval_batch_size})"),
+        (cfg.eval_batch_size >= 0, f"--eval-batch-size must not be negative (got {cfg.eval_batch_size})"),
         (cfg.n_labeled >= 1, f"--n-labeled must be at least 1 (got {cfg.n_labeled})"),
         (cfg.n_valid >= 0, f"--n-valid must not be negative (got {cfg.n_valid})"),
         (cfg.n_labeled % NUM_CLASSES == 0,

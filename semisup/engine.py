@@ -22,6 +22,7 @@ from .losses import lambda_u_at, soft_cross_entropy_sum
 from .metrics import accuracy, predict
 from .mixmatch import frozen_bn_stats, mix_batch, mixmatch_backward
 from .runtime import Runtime
+from .speed import to_device
 
 HOOKS = ("after_backward", "after_step", "after_eval")
 
@@ -58,7 +59,7 @@ class Trainer:
         self.ema = EMA(self.model, cfg.ema_decay)
         self.ddp = DistributedDataParallel(self.model) if rt.distributed else None
         self.net = self.ddp or self.model
-        if cfg.compile:
+        if rt.compile:
             self.net = torch.compile(self.net)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.scaler = torch.amp.GradScaler(rt.device.type) if rt.amp_dtype == torch.float16 else None
@@ -75,7 +76,7 @@ class Trainer:
     # ----- one optimizer step -------------------------------------------------------------------------
     def _views(self, name: str, count: int):
         images = self.device_data[name]
-        idx = self.samplers[name].next().to(self.rt.device)
+        idx = to_device(self.samplers[name].next(), self.rt.device)
         raw = images.images[idx]
         views = [to_float(augment(raw), self.rt.memory_format) for _ in range(count)]
         return views, images.labels[idx]

@@ -27,6 +27,9 @@ from .runtime import Runtime, resolve_amp, resolve_device, resolve_memory_format
 PROG = "evaluate.py"
 SPLITS = ("test", "valid", "labeled")
 SPLIT_KEYS = ("n_labeled", "n_valid", "seed")
+# Batch-norm re-estimation averages per-batch statistics, so its batch size is fixed (not the device's evaluation
+# default): the same checkpoint gets the same statistics on every device.
+RECALIBRATION_BATCH = 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the test set, or the run's own validation or labeled images (default: test)")
     p.add_argument("--data-dir", default="",
                    help="folder holding cifar-10-batches-py/ (default: the checkpoint's --data-dir)")
-    p.add_argument("--batch-size", type=int, default=1024, help="images per forward pass (default: 1024)")
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="images per forward pass (default 0: the device's, 128 on the CPU, 1024 on CUDA)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (CUDA when present), cpu or cuda "
                    "(default: auto)")
     p.add_argument("--amp", choices=AMP_MODES, default="auto",
@@ -57,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name, low in (("batch_size", 1), ("recalibrate_bn", 0), ("threads", 0)):
+    for name, low in (("batch_size", 0), ("recalibrate_bn", 0), ("threads", 0)):
         if getattr(args, name) < low:
             parser.error(f"--{name.replace('_', '-')} must be at least {low} (got {getattr(args, name)})")
     return args
@@ -109,7 +113,8 @@ def evaluate_checkpoint(path: str, state: dict, data: SSLData, settings: dict, a
     """Rebuild the model, optionally re-estimate its batch norm, predict the split and compute the report."""
     model = model_from_checkpoint(state, args.weights, path).to(rt.device, memory_format=rt.memory_format)
     if args.recalibrate_bn:
-        recalibrate_bn(model, recalibration_images(data, args.recalibrate_bn, settings["seed"]), args.batch_size,
+        recalibrate_bn(model, recalibration_images(data, args.recalibrate_bn, settings["seed"]),
+                       args.batch_size or RECALIBRATION_BATCH,
                        rt.device, rt.memory_format, rt.autocast())
     ds = getattr(data, args.split)
     if len(ds) == 0:

@@ -7,15 +7,17 @@ import torch
 import torch.nn as nn
 
 from .augment import to_float
+from .speed import eval_batch_size
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, device=None,
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 0, device=None,
             memory_format=torch.contiguous_format, autocast=None) -> torch.Tensor:
-    """Eval-mode float32 logits [N, C] for uint8 images [N, 3, H, W] (on CPU)."""
+    """Eval-mode float32 logits [N, C] for uint8 images [N, 3, H, W] (on CPU); batch_size 0: the device's default."""
     was_training = model.training
     model.eval()
     device = device or next(model.parameters()).device
+    batch_size = eval_batch_size(batch_size, device)
     outs = []
     for start in range(0, len(images), batch_size):
         x = to_float(images[start:start + batch_size].to(device, non_blocking=True), memory_format)

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .losses import mixup_loss
+from .speed import to_device
 
 ContextFactory = Callable[[], ContextManager]
 
@@ -76,8 +77,7 @@ def draw_mixup(n_lb: int, n_ulb: int, alpha: float, mode: str = "all") -> Tuple[
 
 def mixup(x: torch.Tensor, targets: torch.Tensor, lam: torch.Tensor, perm: torch.Tensor):
     """x' = λ x + (1-λ) x[perm], and the same for the targets, with one λ per row."""
-    lam = lam.to(x.device)
-    perm = perm.to(x.device)
+    lam, perm = to_device(lam, x.device), to_device(perm, x.device)
     lam_x = lam.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
     x_mix = x * lam_x + x[perm] * (1 - lam_x)
     t_mix = targets * lam[:, None] + targets[perm] * (1 - lam[:, None])

@@ -249,8 +249,8 @@ def _eval_and_save(trainer: Trainer, logger: Logger, record: dict, out: str) -> 
 
 
 def _compile_errors(cfg: Config) -> tuple:
-    """torch.compile's own failures, caught only when --compile is on (importing dynamo costs seconds)."""
-    if not cfg.compile:
+    """torch.compile's own failures, unless --no-compile (evaluated only when an exception reaches it)."""
+    if cfg.compile is False:
         return ()
     from torch._dynamo.exc import TorchDynamoException
     return (TorchDynamoException,)
@@ -267,7 +267,7 @@ def run(cfg: Config) -> int:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 1
     except _compile_errors(cfg) as err:
-        print(f"train.py: error: --compile failed ({first_line(err)}); run without --compile", file=sys.stderr)
+        print(f"train.py: error: torch.compile failed ({first_line(err)}); run with --no-compile", file=sys.stderr)
         return 1
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps(result))

@@ -8,6 +8,7 @@ import torch.distributed as dist
 
 from .config import Config, ConfigError
 from .distributed import per_rank_batch
+from .speed import resolve_compile
 
 
 @dataclass
@@ -17,6 +18,7 @@ class Runtime:
     memory_format: torch.memory_format
     rank: int = 0
     world_size: int = 1
+    compile: bool = False  # torch.compile the training forward and backward (semisup.speed.resolve_compile)
 
     @property
     def is_main(self) -> bool:
@@ -112,4 +114,5 @@ def make_runtime(cfg: Config) -> Runtime:
         check_compile(device)
     rank, world = init_distributed(device)
     return Runtime(device=device, amp_dtype=resolve_amp(cfg.amp, device),
-                   memory_format=resolve_memory_format(cfg.channels_last, device), rank=rank, world_size=world)
+                   memory_format=resolve_memory_format(cfg.channels_last, device), rank=rank, world_size=world,
+                   compile=resolve_compile(cfg.compile, device, cfg.steps))

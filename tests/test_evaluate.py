@@ -230,7 +230,7 @@ def _bad_inputs(tmp_path, ckpt):
         "no ema": (["--checkpoint", str(tmp_path / "noema" / "last.pt")], "holds no ema weights"),
         "missing data": (["--checkpoint", ckpt, "--data-dir", str(tmp_path / "empty")], "CIFAR-10 not found"),
         "too many bn images": (["--checkpoint", ckpt, "--recalibrate-bn", "100000"], "training images are"),
-        "bad batch size": (["--checkpoint", ckpt, "--batch-size", "0"], "--batch-size must be at least 1"),
+        "bad batch size": (["--checkpoint", ckpt, "--batch-size", "-1"], "--batch-size must be at least 0"),
         "bad compare": (["--checkpoint", ckpt, "--compare", str(pickled)], "--compare: "),
         "out is a file": (["--checkpoint", ckpt, "--out", str(text)], "cannot write the results to"),
     }

@@ -150,7 +150,7 @@ def plain_copy(name: str, model: torch.nn.Module):
 
 
 def test_accuracy(model, data):
-    return accuracy(predict(model, data.test.images, 1024), data.test.labels) if data is not None else None
+    return accuracy(predict(model, data.test.images), data.test.labels) if data is not None else None
 
 
 def export_onnx(model: torch.nn.Module, path: str) -> None:

@@ -1,0 +1,223 @@
+#!/usr/bin/env python
+"""Speed of one MixMatch optimizer step: the default training path against a plain reference, in one process.
+
+WRN-28-2, batch 64, K = 2 (192 training images per step). The default path is ``Trainer.train_step`` with the
+settings ``train.py`` picks on this device; the reference is ``semisup.reference`` (fp32, NCHW, eager, per-image
+PIL augmentation through a DataLoader, two guessing passes, three forward chunks). Both run the same math. The two
+paths are timed in alternating rounds so that a change in machine load hits both alike; the speed-up is the ratio
+of the median per-step times.
+
+    python benchmarks/bench_step.py                          # the device train.py would pick
+    python benchmarks/bench_step.py --rounds 5 --steps 4     # longer, steadier
+    python benchmarks/bench_step.py -- --no-compile --amp none   # train.py flags after -- change the default path
+
+The data is synthetic (uniform random uint8 images): the cost of a step does not depend on the pixels.
+"""
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from contextlib import contextmanager
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from semisup.config import parse_args  # noqa: E402
+from semisup.data import Dataset, SSLData, split_indices  # noqa: E402
+from semisup.engine import Trainer  # noqa: E402
+from semisup.models import create_model  # noqa: E402
+from semisup.reference import ReferenceTrainer, reference_predict  # noqa: E402
+from semisup.runtime import make_runtime  # noqa: E402
+from semisup.speed import eval_batch_size  # noqa: E402
+
+
+def synthetic_data(n_unlabeled: int, n_eval: int, n_labeled: int = 250, seed: int = 0) -> SSLData:
+    g = torch.Generator().manual_seed(seed)
+
+    def make(n):
+        return Dataset(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+                       torch.arange(n) % 10)
+
+    labeled, unlabeled, evalset = make(n_labeled), make(n_unlabeled), make(n_eval)
+    split = split_indices(torch.arange(n_labeled + 20) % 10, n_labeled, 10, seed)
+    return SSLData(labeled=labeled, unlabeled=unlabeled, valid=evalset, test=evalset, split=split, num_classes=10)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(step_fn, steps: int, device) -> float:
+    """Mean seconds per step over ``steps`` calls, device work included."""
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step_fn()
+    sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe(rt, cfg) -> str:
+    where = torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else cpu_name()
+    return (f"device: {rt.device} ({where}), threads: {torch.get_num_threads()}, torch {torch.__version__}\n"
+            f"default path: amp {str(rt.amp_dtype).replace('torch.', '')}, "
+            f"memory format {str(rt.memory_format).replace('torch.', '')}, compile {rt.compile}, "
+            f"eval batch {eval_batch_size(cfg.eval_batch_size, rt.device)}")
+
+
+def build(cfg, rt, data):
+    torch.manual_seed(cfg.seed)
+    trainer = Trainer(cfg, rt, data, create_model(cfg.model, data.num_classes))
+    ref_model = create_model(cfg.model, data.num_classes)
+    ema_model = create_model(cfg.model, data.num_classes)
+    ema_model.load_state_dict(ref_model.state_dict())
+    reference = ReferenceTrainer(ref_model, ema_model, data.labeled, data.unlabeled, cfg.batch_size, cfg.K,
+                                 cfg.lr, cfg.wd, cfg.ema_decay, cfg.alpha, cfg.temperature, cfg.lambda_u, rt.device)
+    return trainer, reference
+
+
+def run_training(trainer, reference, args, device):
+    """Warm up both paths, then alternate timed rounds; returns the median seconds per step of each path and the
+    first default step's time (torch.compile compiles there)."""
+    state = {"step": 0}
+
+    def default_step():
+        trainer.train_step(state["step"])
+        state["step"] += 1
+
+    start = time.perf_counter()
+    default_step()
+    sync(device)
+    first_step = time.perf_counter() - start
+    for _ in range(args.warmup - 1):
+        default_step()
+    for _ in range(args.warmup):
+        reference.step()
+    times = {"default": [], "reference": []}
+    for _ in range(args.rounds):
+        times["default"].append(timed(default_step, args.steps, device))
+        times["reference"].append(timed(reference.step, args.steps, device))
+    return {k: statistics.median(v) for k, v in times.items()}, first_step
+
+
+def data_seconds(trainer, reference, K: int, steps: int, device) -> dict:
+    """Seconds per step of each path's data pipeline alone (sampling, augmentation, conversion, transfer), timed
+    apart from the steps so that no extra synchronisation enters the timed steps."""
+    def default_data():
+        trainer._views("labeled", 1)
+        trainer._views("unlabeled", K)
+
+    return {"default": timed(default_data, steps, device), "reference": timed(reference.next_batch, steps, device)}
+
+
+@contextmanager
+def quiet_stderr():
+    """The profiler's C++ side logs its start and stop to stderr; keep the report readable."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def conv_seconds(step_fn):
+    """(seconds inside convolution operators, forward and backward; seconds of the whole step) for one profiled
+    step on the CPU."""
+    from torch.profiler import ProfilerActivity, profile
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        step_fn()
+        wall = time.perf_counter() - start
+    return sum(e.self_cpu_time_total for e in prof.key_averages() if "convolution" in e.key) / 1e6, wall
+
+
+def forward_gflop(model: torch.nn.Module, device) -> float:
+    """GFLOP of one image's forward pass (convolutions and the classifier), counted by PyTorch."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, 32, 32, device=device))
+    model.train()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(device, dtype) -> float:
+    """GFLOP/s of a 2048 x 2048 matrix product in ``dtype``: what the device's cores reach on dense math."""
+    a, b = (torch.randn(2048, 2048, device=device).to(dtype) for _ in range(2))
+    a @ b
+    return 2 * 2048 ** 3 / timed(lambda: a @ b, 5, device) / 1e9
+
+
+def run_eval(trainer, reference, data, device):
+    """Images/s of the default evaluation (raw and EMA model, both eval splits) and of the reference's."""
+    trainer.evaluate()
+    default = trainer.evaluate()["eval_img_per_sec"]
+    images = data.test.images
+    reference_predict(reference.model, images[:256], device=device)
+    sync(device)
+    start = time.perf_counter()
+    reference_predict(reference.model, images, device=device)
+    sync(device)
+    return default, len(images) / (time.perf_counter() - start)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per path before timing")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per path per round")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds")
+    parser.add_argument("--eval-images", type=int, default=1024, help="images per evaluation split")
+    args, train_flags = parser.parse_known_args(argv)
+    train_flags = [f for f in train_flags if f != "--"]
+    cfg = parse_args(["--no-progress", *train_flags], prog="bench_step.py")
+    rt = make_runtime(cfg)
+    data = synthetic_data(n_unlabeled=4096, n_eval=args.eval_images)
+    trainer, reference = build(cfg, rt, data)
+    print(describe(rt, cfg))
+    print(f"model {cfg.model}, batch {cfg.batch_size}, K {cfg.K}: {cfg.batch_size * (1 + cfg.K)} images per step; "
+          f"{args.warmup} warm-up + {args.rounds} x {args.steps} timed steps per path", flush=True)
+    sec, first = run_training(trainer, reference, args, rt.device)
+    data_sec = data_seconds(trainer, reference, cfg.K, args.rounds * args.steps, rt.device)
+    share = {k: data_sec[k] / sec[k] for k in sec}
+    eval_default, eval_reference = run_eval(trainer, reference, data, rt.device)
+    conv = None
+    if rt.device.type == "cpu":
+        conv = {"default": conv_seconds(lambda: trainer.train_step(0)), "reference": conv_seconds(reference.step)}
+    n_img = cfg.batch_size * (1 + cfg.K)
+    print(f"{'path':<11}{'s/step':>9}{'steps/s':>9}{'img/s':>9}{'data share':>12}{'eval img/s':>12}")
+    for name, ev in (("reference", eval_reference), ("default", eval_default)):
+        print(f"{name:<11}{sec[name]:>9.3f}{1 / sec[name]:>9.3f}{n_img / sec[name]:>9.1f}"
+              f"{100 * share[name]:>11.1f}%{ev:>12.0f}")
+    print(f"default first step (compilation included): {first:.1f} s")
+    if conv:
+        (ref, ref_wall), (dft, dft_wall) = conv["reference"], conv["default"]
+        print(f"convolutions (one profiled step): reference {ref:.3f} s ({100 * ref / ref_wall:.0f}% of it), default "
+              f"{dft:.3f} s ({100 * dft / dft_wall:.0f}%); reference/default {ref / dft:.2f}")
+    gflop, dtype = forward_gflop(reference.model, rt.device), rt.amp_dtype or torch.float32
+    print(f"compute: {gflop:.3f} GFLOP per image forward; default evaluation at {gflop * eval_default:.0f} GFLOP/s; "
+          f"a 2048x2048 {str(dtype).replace('torch.', '')} matmul at {matmul_gflops(rt.device, dtype):.0f} GFLOP/s")
+    print(f"evaluation speed-up: {eval_default / eval_reference:.2f}")
+    print(f"speedup: {sec['reference'] / sec['default']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
