@@ -22,7 +22,7 @@ from .losses import lambda_u_at, soft_cross_entropy_sum
 from .metrics import accuracy, predict
 from .mixmatch import frozen_bn_stats, mix_batch, mixmatch_backward
 from .runtime import Runtime
-from .speed import to_device
+from .speed import adam, to_device
 
 HOOKS = ("after_backward", "after_step", "after_eval")
 
@@ -61,7 +61,7 @@ class Trainer:
         self.net = self.ddp or self.model
         if rt.compile:
             self.net = torch.compile(self.net)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.optimizer = adam(self.model.parameters(), cfg.lr, rt.device)
         self.scaler = torch.amp.GradScaler(rt.device.type) if rt.amp_dtype == torch.float16 else None
         self.decay_params = decay_parameters(self.model)
         self.batch = per_rank_batch(cfg.batch_size, rt.world_size, cfg.accum_steps)

@@ -12,6 +12,8 @@ Measured with ``benchmarks/bench_step.py`` (README, "Speed"):
   everything queued before it. The few small CPU-drawn tensors of a step (sample indices, augmentation offsets,
   mixup λ and permutation) go through pinned memory without blocking, so the host keeps queueing work (not measured
   here: no GPU on the benchmark machine).
+- Fused Adam: one kernel updates every parameter instead of a loop of per-tensor operations (about 5 ms less per
+  step on the CPU, the same update up to rounding).
 - Evaluation batch: on the CPU, batches of 1024 images spill the activations out of the caches; 128 runs about
   1.9x faster (128: 750 images/s, 1024: 395, bf16, 2 cores). CUDA keeps large batches.
 """
@@ -57,3 +59,8 @@ def eval_batch_size(requested: int, device) -> int:
         return requested
     device = torch.device(device) if device is not None else torch.device("cpu")
     return EVAL_BATCH.get(device.type, EVAL_BATCH["cpu"])
+
+
+def adam(params, lr: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with the fused implementation on the CPU and CUDA (same update as the loop, up to rounding)."""
+    return torch.optim.Adam(params, lr=lr, fused=torch.device(device).type in ("cpu", "cuda"))

@@ -18,7 +18,7 @@ from semisup.metrics import predict
 from semisup.models import create_model
 from semisup.reference import reference_losses
 from semisup.runtime import Runtime, make_runtime
-from semisup.speed import COMPILE_MIN_STEPS, eval_batch_size, resolve_compile, to_device
+from semisup.speed import COMPILE_MIN_STEPS, adam, eval_batch_size, resolve_compile, to_device
 
 CPU = torch.device("cpu")
 # bf16 keeps 8 bits of mantissa. On this tiny network (4-16 channels, 8 rows per batch-norm chunk) the losses
@@ -116,6 +116,24 @@ def test_eval_batch_default_per_device_and_same_logits():
     images = torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8)
     auto, small = predict(model, images, 0), predict(model, images, 7)
     assert auto.shape == (300, 10) and torch.allclose(auto, small, atol=1e-5)
+
+
+def test_fused_adam_is_adam():
+    """Two steps of the fused optimizer against Adam's equations: m, v moving averages, bias-corrected."""
+    torch.manual_seed(0)
+    w = torch.randn(50, requires_grad=True)
+    w0, grads_seen = w.detach().clone(), [torch.randn(50), torch.randn(50)]
+    opt = adam([w], 0.01, CPU)
+    assert opt.defaults["fused"]
+    m = v = torch.zeros(50)
+    expected = w0.clone()
+    for t, g in enumerate(grads_seen, 1):
+        w.grad = g.clone()
+        opt.step()
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        expected -= 0.01 * (m / (1 - 0.9 ** t)) / ((v / (1 - 0.999 ** t)).sqrt() + 1e-8)
+    assert torch.allclose(w.detach(), expected, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(w.detach(), w0, atol=1e-3)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
