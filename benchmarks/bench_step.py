@@ -211,9 +211,13 @@ def main(argv=None) -> int:
         (ref, ref_wall), (dft, dft_wall) = conv["reference"], conv["default"]
         print(f"convolutions (one profiled step): reference {ref:.3f} s ({100 * ref / ref_wall:.0f}% of it), default "
               f"{dft:.3f} s ({100 * dft / dft_wall:.0f}%); reference/default {ref / dft:.2f}")
+        print(f"bound: a default step made of its convolutions alone would be {sec['reference'] / dft:.2f}x faster "
+              f"than the reference step")
     gflop, dtype = forward_gflop(reference.model, rt.device), rt.amp_dtype or torch.float32
+    peak = matmul_gflops(rt.device, dtype)
     print(f"compute: {gflop:.3f} GFLOP per image forward; default evaluation at {gflop * eval_default:.0f} GFLOP/s; "
-          f"a 2048x2048 {str(dtype).replace('torch.', '')} matmul at {matmul_gflops(rt.device, dtype):.0f} GFLOP/s")
+          f"a 2048x2048 {str(dtype).replace('torch.', '')} matmul at {peak:.0f} GFLOP/s")
+    print(f"bound: evaluation at the matmul's GFLOP/s would reach {peak / gflop:.0f} images/s")
     print(f"evaluation speed-up: {eval_default / eval_reference:.2f}")
     print(f"speedup: {sec['reference'] / sec['default']:.2f}")
     return 0
