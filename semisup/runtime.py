@@ -70,22 +70,6 @@ def resolve_memory_format(mode: str, device: torch.device) -> torch.memory_forma
     return torch.channels_last if on else torch.contiguous_format
 
 
-def check_compile(device: torch.device) -> None:
-    """Refuse --compile up front where torch.compile's default backend cannot build kernels."""
-    import importlib.util
-    import shutil
-
-    import torch._dynamo
-    if not torch._dynamo.is_dynamo_supported():
-        raise ConfigError("--compile: torch.compile does not support this Python version; run without --compile")
-    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
-        raise ConfigError("--compile on CUDA needs the triton package; install it or run without --compile")
-    cxx = os.environ.get("CXX") or "g++"
-    if device.type == "cpu" and shutil.which(cxx) is None:
-        raise ConfigError(f"--compile on the CPU needs a C++ compiler ({cxx} not found; set CXX or run without "
-                          f"--compile)")
-
-
 def check_sync_bn(sync_bn: bool, device: torch.device, world_size: int) -> None:
     if sync_bn and world_size > 1 and device.type != "cuda":
         raise ConfigError("--sync-bn needs CUDA devices: PyTorch's SyncBatchNorm does not run on the CPU")
@@ -110,9 +94,8 @@ def make_runtime(cfg: Config) -> Runtime:
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     per_rank_batch(cfg.batch_size, launched, cfg.accum_steps)
     check_sync_bn(cfg.sync_bn, device, launched)
-    if cfg.compile:
-        check_compile(device)
+    compile_ = resolve_compile(cfg.compile, device, cfg.steps)
     rank, world = init_distributed(device)
     return Runtime(device=device, amp_dtype=resolve_amp(cfg.amp, device),
                    memory_format=resolve_memory_format(cfg.channels_last, device), rank=rank, world_size=world,
-                   compile=resolve_compile(cfg.compile, device, cfg.steps))
+                   compile=compile_)

@@ -16,7 +16,8 @@ from conftest import ROOT, TINY
 from semisup.config import ConfigError
 from semisup.distributed import per_rank_batch, restore_rng_state, rng_state
 from semisup.mixmatch import mix_batch, mixmatch_backward
-from semisup.runtime import check_compile, check_sync_bn
+from semisup.runtime import check_sync_bn
+from semisup.speed import resolve_compile
 
 
 def _flat_grads(model):
@@ -185,4 +186,5 @@ def test_accum_refuses_unusable_switches(monkeypatch):
     check_sync_bn(True, torch.device("cpu"), 1)  # one process: nothing to synchronise
     monkeypatch.setenv("CXX", "no-such-compiler-for-semisup")
     with pytest.raises(ConfigError, match="C\\+\\+ compiler"):
-        check_compile(torch.device("cpu"))
+        resolve_compile(True, torch.device("cpu"), 1)
+    assert resolve_compile(None, torch.device("cpu"), 1 << 20) is False  # unset: eager where it cannot compile

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import semisup.mixmatch as mixmatch
+import semisup.speed as speed
 from semisup.config import Config, parse_args, validate
 from semisup.data import prepare_data
 from semisup.engine import Trainer
@@ -101,9 +102,10 @@ def test_bf16_channels_last_within_tolerance(fake_cifar, monkeypatch, seed):
         assert cos >= BF16_TENSOR_COSINE, f"{name}: cosine {cos:.3f}"
 
 
-def test_compile_default_depends_on_run_length_and_flags():
+def test_compile_default_depends_on_run_length_and_flags(monkeypatch):
+    monkeypatch.setattr(speed, "compile_problem", lambda device: None)  # as where a compiler is installed
     assert resolve_compile(True, CPU, 1) and not resolve_compile(False, CPU, 1 << 20)
-    assert not resolve_compile(None, CPU, COMPILE_MIN_STEPS - 1)
+    assert not resolve_compile(None, CPU, COMPILE_MIN_STEPS - 1) and resolve_compile(None, CPU, COMPILE_MIN_STEPS)
     assert parse_args([]).compile is None and parse_args(["--no-compile"]).compile is False
     assert make_runtime(parse_args(["--steps", "100"])).compile is False
     assert make_runtime(parse_args(["--steps", "100", "--compile"])).compile is True
