@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from semisup.compress.report import count_macs  # noqa: E402
 from semisup.config import parse_args  # noqa: E402
 from semisup.data import Dataset, SSLData, split_indices  # noqa: E402
 from semisup.engine import Trainer  # noqa: E402
@@ -149,14 +150,9 @@ def conv_seconds(step_fn):
     return sum(e.self_cpu_time_total for e in prof.key_averages() if "convolution" in e.key) / 1e6, wall
 
 
-def forward_gflop(model: torch.nn.Module, device) -> float:
-    """GFLOP of one image's forward pass (convolutions and the classifier), counted by PyTorch."""
-    from torch.utils.flop_counter import FlopCounterMode
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 3, 32, 32, device=device))
-    model.train()
-    return counter.get_total_flops() / 1e9
+def forward_gflop(model: torch.nn.Module) -> float:
+    """GFLOP of one image's forward pass (convolutions and the classifier): 2 FLOPs per multiply-accumulate."""
+    return 2 * count_macs(model) / 1e9
 
 
 def matmul_gflops(device, dtype) -> float:
@@ -213,7 +209,7 @@ def main(argv=None) -> int:
               f"{dft:.3f} s ({100 * dft / dft_wall:.0f}%); reference/default {ref / dft:.2f}")
         print(f"bound: a default step made of its convolutions alone would be {sec['reference'] / dft:.2f}x faster "
               f"than the reference step")
-    gflop, dtype = forward_gflop(reference.model, rt.device), rt.amp_dtype or torch.float32
+    gflop, dtype = forward_gflop(reference.model), rt.amp_dtype or torch.float32
     peak = matmul_gflops(rt.device, dtype)
     print(f"compute: {gflop:.3f} GFLOP per image forward; default evaluation at {gflop * eval_default:.0f} GFLOP/s; "
           f"a 2048x2048 {str(dtype).replace('torch.', '')} matmul at {peak:.0f} GFLOP/s")

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .losses import mixup_loss
+from .models import batch_norms
 from .speed import to_device
 
 ContextFactory = Callable[[], ContextManager]
@@ -33,7 +34,7 @@ def average_and_sharpen(logits: torch.Tensor, T: float) -> torch.Tensor:
 @contextmanager
 def frozen_bn_stats(model: nn.Module):
     """Train-mode batch norm (batch statistics) that leaves running_mean/var and the counter untouched."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    bns = [m for m in batch_norms(model) if m.track_running_stats]
     for m in bns:
         m.track_running_stats = False
     try:

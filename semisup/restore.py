@@ -15,7 +15,7 @@ import torch.nn as nn
 from .augment import to_float
 from .checkpoint import CheckpointError
 from .config import first_line
-from .models import model_from_arch
+from .models import batch_norms, model_from_arch
 
 ORIG, MASK = "_orig", "_mask"
 
@@ -55,10 +55,6 @@ def model_from_checkpoint(state: dict, weights: str = "ema", source: str = "chec
     except RuntimeError as err:
         raise CheckpointError(f"{source}: {weights} weights do not fit the saved arch ({first_line(err)})") from None
     return model.eval()
-
-
-def batch_norms(model: nn.Module):
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 @torch.no_grad()

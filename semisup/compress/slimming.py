@@ -19,6 +19,7 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 
+from ..models import batch_norms
 from .masks import effective_weight
 
 METHODS = ("slim", "l1-filter")
@@ -27,8 +28,8 @@ METHODS = ("slim", "l1-filter")
 def add_slim_penalty_(model: nn.Module, s: float) -> None:
     """γ.grad += s·sign(γ) for every batch norm: the subgradient of s·Σ|γ|, as in the paper (all BN layers)."""
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and m.weight.grad is not None:
+        for m in batch_norms(model):
+            if m.weight is not None and m.weight.grad is not None:
                 m.weight.grad.add_(torch.sign(m.weight), alpha=s)
 
 

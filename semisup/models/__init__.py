@@ -23,6 +23,11 @@ def create_model(name: str, num_classes: int = 10, **arch) -> nn.Module:
     return MODELS[name](num_classes, **arch)
 
 
+def batch_norms(model: nn.Module):
+    """Every batch-norm layer of ``model``, in module order."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def model_from_arch(name: str, arch: dict) -> nn.Module:
     """Rebuild a model from the ``arch`` dict saved in a checkpoint (its num_classes included)."""
     arch = dict(arch)
