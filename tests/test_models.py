@@ -92,3 +92,17 @@ def test_bad_shapes_are_refused():
         create_model("wrn-28-2", depth=27)
     with pytest.raises(ValueError, match="expected 12 values, got 3"):
         create_model("wrn-28-2", inner=[8, 8, 8])
+
+
+def test_shortcut_of_the_subsampled_input_equals_a_stride_2_pointwise_conv():
+    """The projecting shortcut convolves x[:, :, ::2, ::2] with stride 1: the same sums as PyTorch's stride-2 1x1
+    convolution (which corrupts memory in channels-last on the CPU below 8 input channels), gradients included."""
+    torch.manual_seed(0)
+    block = create_model("wrn-10-tiny", widths=[4, 8, 8]).blocks[1]
+    assert block.stride == 2 and block.shortcut.stride == (1, 1)
+    x = torch.randn(3, 4, 16, 16).to(memory_format=torch.channels_last).requires_grad_()
+    ref = torch.nn.functional.conv2d(x.detach().contiguous(), block.shortcut.weight.detach(), stride=2)
+    out = block.shortcut(x[:, :, ::2, ::2])
+    torch.testing.assert_close(out, ref)
+    out.sum().backward()  # the channels-last backward that crashed with a stride-2 1x1 convolution
+    assert x.grad[:, :, 1::2].abs().sum() == 0 and x.grad[:, :, ::2, ::2].abs().sum() > 0

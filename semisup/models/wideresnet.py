@@ -38,7 +38,11 @@ class Block(nn.Module):
         super().__init__()
         self.bn1, self.conv1 = _bn(cin), _conv(cin, inner, 3, stride)
         self.bn2, self.conv2 = _bn(inner), _conv(inner, cout, 3)
-        self.shortcut = _conv(cin, cout, 1, stride) if (project or cin != cout or stride != 1) else None
+        # The 1x1 shortcut is a stride-1 convolution of the subsampled input: the same sums as a stride-2 1x1
+        # convolution, which PyTorch's CPU kernels get wrong in channels-last with fewer than 8 input channels
+        # (memory corruption in the backward pass, as a slimmed residual stream can have).
+        self.shortcut = _conv(cin, cout, 1) if (project or cin != cout or stride != 1) else None
+        self.stride = stride
         self.activate_before_residual = activate_before_residual
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
@@ -46,7 +50,9 @@ class Block(nn.Module):
         if self.activate_before_residual:
             x0 = x
         out = self.conv2(F.leaky_relu(self.bn2(self.conv1(x)), LEAKY_SLOPE))
-        return out + (x0 if self.shortcut is None else self.shortcut(x0))
+        if self.shortcut is None:
+            return out + x0
+        return out + self.shortcut(x0[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x0)
 
 
 class WideResNet(nn.Module):
