@@ -7,7 +7,7 @@
 """
 import sys
 
-from semisup.evaluation import main
+from semisup.evaluate.evaluation import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -42,8 +42,9 @@ def _reset_peak_rss() -> None:
 def measure(args) -> dict:
     """Build a Trainer on generated images, take a warm-up step, measure the next one (this process only)."""
     import torch
+
     from semisup.config import Config, validate
-    from semisup.data import Dataset, SSLData, Split
+    from semisup.data import Dataset, Split, SSLData
     from semisup.engine import Trainer
     from semisup.models import create_model
     from semisup.runtime import make_runtime
@@ -61,7 +62,7 @@ def measure(args) -> dict:
     data = SSLData(images(4 * args.batch_size), images(16 * args.batch_size), empty, empty, Split([], [], []), 10)
     torch.manual_seed(0)
     trainer = Trainer(cfg, rt, data, create_model(cfg.model))
-    trainer.train_step(0)
+    trainer.train_step()
     cuda = rt.device.type == "cuda"
     if cuda:
         torch.cuda.synchronize()
@@ -71,7 +72,7 @@ def measure(args) -> dict:
         before = _status_kib("VmRSS") * 1024
         _reset_peak_rss()
     start = time.perf_counter()
-    trainer.train_step(1)
+    trainer.train_step()
     if cuda:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()

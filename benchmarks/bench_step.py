@@ -31,8 +31,10 @@ from semisup.data import Dataset, SSLData, split_indices  # noqa: E402
 from semisup.engine import Trainer  # noqa: E402
 from semisup.models import create_model  # noqa: E402
 from semisup.reference import ReferenceTrainer, reference_predict  # noqa: E402
-from semisup.runtime import make_runtime  # noqa: E402
-from semisup.speed import eval_batch_size  # noqa: E402
+from semisup.runtime import (
+    eval_batch_size,  # noqa: E402
+    make_runtime,  # noqa: E402
+)
 
 
 def synthetic_data(n_unlabeled: int, n_eval: int, n_labeled: int = 250, seed: int = 0) -> SSLData:
@@ -95,12 +97,7 @@ def build(cfg, rt, data):
 def run_training(trainer, reference, args, device):
     """Warm up both paths, then alternate timed rounds; returns the median seconds per step of each path and the
     first default step's time (torch.compile compiles there)."""
-    state = {"step": 0}
-
-    def default_step():
-        trainer.train_step(state["step"])
-        state["step"] += 1
-
+    default_step = trainer.train_step
     start = time.perf_counter()
     default_step()
     sync(device)
@@ -196,7 +193,7 @@ def main(argv=None) -> int:
     eval_default, eval_reference = run_eval(trainer, reference, data, rt.device)
     conv = None
     if rt.device.type == "cpu":
-        conv = {"default": conv_seconds(lambda: trainer.train_step(0)), "reference": conv_seconds(reference.step)}
+        conv = {"default": conv_seconds(trainer.train_step), "reference": conv_seconds(reference.step)}
     n_img = cfg.batch_size * (1 + cfg.K)
     print(f"{'path':<11}{'s/step':>9}{'steps/s':>9}{'img/s':>9}{'data share':>12}{'eval img/s':>12}")
     for name, ev in (("reference", eval_reference), ("default", eval_default)):

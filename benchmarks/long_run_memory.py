@@ -70,7 +70,7 @@ def main() -> None:
         print(f"{step:>7} {rows[-1][1]:>9.1f} {rows[-1][1] - first[1]:>+8.1f} {rows[-1][2]:>9} "
               f"{rows[-1][2] - first[2]:>+7} {rows[-1][3]:>9} {rows[-1][3] - first[3]:>+7}", flush=True)
 
-    trainer.hooks["after_eval"].append(measure)
+    trainer.add_hook("after_step", lambda t, step: measure(t, step + 1) if (step + 1) % args.every == 0 else None)
     print(f"{'step':>7} {'RSS MiB':>9} {'ΔMiB':>8} {'objects':>9} {'Δ':>7} {'items':>9} {'Δ':>7}")
     out = os.path.join(work, "run")
     os.makedirs(out)

@@ -5,7 +5,7 @@ Python. The random draws come from the CPU generator so runs are reproducible ac
 """
 import torch
 
-from .speed import to_device
+from .runtime import to_device
 
 PAD = 4
 

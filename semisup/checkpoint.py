@@ -184,3 +184,32 @@ def load_latest(folder: str, keep: int = 1, map_location="cpu",
     if errors:
         raise CheckpointError(f"no readable checkpoint in {folder} ({'; '.join(errors)})")
     return None, None
+
+
+def model_from_checkpoint(state: dict, weights: str = "ema", source: str = "checkpoint",
+                          keep_masks: bool = False) -> torch.nn.Module:
+    """The model of a loaded checkpoint, rebuilt at its saved shape (``arch``) with its ``ema`` or ``raw`` weights,
+    in eval mode on the CPU; ``keep_masks`` re-attaches the pruning masks saved beside the weights.
+
+    The weights are the effective ones (pruned weights stored as zeros), so without ``keep_masks`` the model
+    computes what the masked model computed. Any shape or key mismatch is one CheckpointError naming ``source``.
+    """
+    from .compress.masks import load_masked
+    from .models import model_from_arch
+
+    key = "ema" if weights == "ema" else "model"
+    if not isinstance(state.get(key), dict):
+        hint = " (try --weights raw)" if key == "ema" else ""
+        raise CheckpointError(f"{source}: holds no {weights} weights{hint}")
+    if not isinstance(state["arch"], dict):
+        raise CheckpointError(f"{source}: its 'arch' entry is not a dictionary")
+    try:
+        model = model_from_arch(state["model_name"], state["arch"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: cannot rebuild model {state['model_name']!r} with arch "
+                              f"{state['arch']}: {err}") from None
+    try:
+        load_masked(model, state[key], state.get("masks") or {} if keep_masks else {})
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{source}: the weights do not fit the saved shape ({first_line(err)})") from None
+    return model.eval()

@@ -10,7 +10,8 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
-ALGORITHMS = ("mixmatch", "supervised")
+# --algorithm NAME → "module:Class" of the file that supplies its batch and loss (README, "Adding an algorithm").
+ALGORITHMS = {"mixmatch": "semisup.mixmatch:MixMatch", "supervised": "semisup.supervised:Supervised"}
 MIXUP_MODES = ("all", "none", "labeled", "unlabeled", "separate")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 DEVICES = ("auto", "cpu", "cuda")
@@ -50,7 +51,7 @@ class Config:
     seed: int = _opt(1, "seed for the labeled split, initialisation and every random draw")
     # Model and algorithm
     model: str = _opt("wrn-28-2", "architecture (see semisup.models.MODELS)")
-    algorithm: str = _opt("mixmatch", "mixmatch, or supervised (labeled images only)", ALGORITHMS)
+    algorithm: str = _opt("mixmatch", "mixmatch, or supervised (labeled images only)", tuple(ALGORITHMS))
     init: str = _opt("", "start from the model weights (and shape) of this checkpoint, e.g. a pruned model")
     # MixMatch
     K: int = _opt(2, "augmented views per unlabeled image", flag="--K")
@@ -202,7 +203,13 @@ def _validate_pruning(cfg: Config) -> None:
             raise ConfigError(message)
 
 
-class _Parser(argparse.ArgumentParser):
+def config_differences(old: dict, new: dict) -> list:
+    """The keys that make two configurations different experiments (those outside RESUMABLE_FIELDS)."""
+    keys = sorted((set(old) | set(new)) - RESUMABLE_FIELDS)
+    return [k for k in keys if old.get(k) != new.get(k)]
+
+
+class OneLineParser(argparse.ArgumentParser):
     """argparse that reports a bad flag as one line (no usage dump) and exits with code 2."""
 
     def error(self, message):
@@ -214,7 +221,7 @@ def _flag(f) -> str:
 
 
 def build_parser(prog: Optional[str] = None, description: Optional[str] = None) -> argparse.ArgumentParser:
-    parser = _Parser(prog=prog, description=description,
+    parser = OneLineParser(prog=prog, description=description,
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     for f in fields(Config):
         flag, help_text = _flag(f), f.metadata["help"]
@@ -237,4 +244,4 @@ def parse_args(argv=None, prog: Optional[str] = None, description: Optional[str]
         return validate(Config(**vars(args)))
     except ConfigError as err:
         print(f"{prog or sys.argv[0]}: error: {err}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None

@@ -1,50 +1,53 @@
-"""The training loop: one optimizer step at a time, evaluation, logging, checkpoints and resumption.
+"""The Trainer: one optimizer step at a time, evaluation, and the state a resumed run needs.
 
-Hook points, each a list of ``fn(trainer, step)``: ``after_backward`` (gradients complete and unscaled, before the
-optimizer step: the slimming penalty goes here), ``after_step`` (after the optimizer step, weight decay and EMA:
-pruning masks go here) and ``after_eval``.
+An algorithm (``config.ALGORITHMS``: ``mixmatch.MixMatch``, ``supervised.Supervised``) supplies the step's batch and
+the loss of one micro-batch; the Trainer owns everything around them, once for every algorithm: gradient
+accumulation, DDP's ``no_sync``, loss scaling, freezing the batch-norm statistics after the first micro-batch, the
+hooks, clipping, the optimizer, weight decay and EMA. Logging and checkpoints are the runner's (``runner.py``).
+
+Hook points, each a list of ``fn(trainer, step)`` with the 0-based step being taken: ``after_backward`` (gradients
+complete and unscaled, before the optimizer step: the slimming penalty goes here) and ``after_step`` (after the
+optimizer step, weight decay and EMA: pruning masks go here).
 """
+import importlib
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from typing import Callable, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from .augment import augment, to_float
+from .batch import Batch
 from .compress.masks import load_masked, split_masks
-from .config import Config
-from .data import InfiniteSampler, SSLData
+from .config import ALGORITHMS, Config
+from .data import Dataset, InfiniteSampler, SSLData
 from .distributed import gather_rng_states, per_rank_batch, restore_rng_state
 from .ema import EMA, apply_weight_decay, decay_parameters
-from .losses import lambda_u_at, soft_cross_entropy_sum
-from .metrics import accuracy, predict
-from .mixmatch import frozen_bn_stats, mix_batch, mixmatch_backward
-from .runtime import Runtime
-from .speed import adam, to_device
+from .evaluate.metrics import accuracy, predict
+from .losses import lambda_u_at
+from .models import frozen_bn_stats
+from .runtime import Runtime, adam, to_device
 
-HOOKS = ("after_backward", "after_step", "after_eval")
-
-
-class NonFiniteLoss(RuntimeError):
-    """A NaN or infinite loss or weight: the run stops before evaluating or saving it (see guard.py)."""
+HOOKS = ("after_backward", "after_step")
+Hook = Callable[["Trainer", int], None]
 
 
-@dataclass
-class Batch:
-    """One optimizer step's rows on this process, ready for the forward passes.
+def make_algorithm(cfg: Config, num_classes: int):
+    """The ``--algorithm`` object, imported from its ``module:Class`` in ``config.ALGORITHMS``."""
+    module, name = ALGORITHMS[cfg.algorithm].split(":")
+    return getattr(importlib.import_module(module), name)(cfg, num_classes)
 
-    MixMatch: the mixed rows [n_lb labeled; K views of n_lb unlabeled, view after view] and their mixed targets.
-    Supervised: the n_lb labeled images and their one-hot targets.
-    """
-    x: torch.Tensor
-    targets: torch.Tensor
-    n_lb: int
+
+def draw_views(images: Dataset, idx: torch.Tensor, count: int, memory_format=torch.contiguous_format,
+               generator=None):
+    """``count`` independently augmented float views of the images at ``idx``, and their labels."""
+    raw = images.images[idx]
+    return [to_float(augment(raw, generator), memory_format) for _ in range(count)], images.labels[idx]
 
 
 class Trainer:
-    """One process's model, EMA, optimizer and samplers.
+    """One process's model, EMA, optimizer, samplers and step counter.
 
     ``--batch-size`` is global: each of the world_size processes draws batch_size / world_size labeled images
     (``self.batch``) per step from its own rank-seeded samplers, and DDP averages the gradients, so one step means
@@ -53,6 +56,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, rt: Runtime, data: SSLData, model: torch.nn.Module):
         self.cfg, self.rt, self.data = cfg, rt, data
+        self.algorithm = make_algorithm(cfg, data.num_classes)
         self.model = model.to(rt.device, memory_format=rt.memory_format)
         if cfg.sync_bn and rt.distributed:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -66,69 +70,75 @@ class Trainer:
         self.decay_params = decay_parameters(self.model)
         self.batch = per_rank_batch(cfg.batch_size, rt.world_size, cfg.accum_steps)
         self.samplers = {"labeled": InfiniteSampler(len(data.labeled), self.batch, cfg.seed, rt.rank)}
-        if cfg.algorithm == "mixmatch":
+        if self.algorithm.unlabeled_views:
             self.samplers["unlabeled"] = InfiniteSampler(len(data.unlabeled), self.batch, cfg.seed + 1, rt.rank)
         self.device_data = {"labeled": data.labeled.to(rt.device), "unlabeled": data.unlabeled.to(rt.device)}
-        self.step = 0
+        self.step = 0  # completed optimizer steps
         self.history = []
         self.hooks = {name: [] for name in HOOKS}
 
+    @property
+    def images_per_step(self) -> int:
+        """Training images one step draws over all processes (labeled, plus every unlabeled view)."""
+        return self.cfg.batch_size * (1 + self.algorithm.unlabeled_views)
+
+    def add_hook(self, name: str, fn: Hook) -> None:
+        if name not in self.hooks:
+            raise ValueError(f"unknown hook {name!r}; the hooks are {', '.join(HOOKS)}")
+        self.hooks[name].append(fn)
+
+    def _run_hooks(self, name: str, step: int) -> None:
+        for hook in self.hooks[name]:
+            hook(self, step)
+
     # ----- one optimizer step -------------------------------------------------------------------------
     def _views(self, name: str, count: int):
-        images = self.device_data[name]
         idx = to_device(self.samplers[name].next(), self.rt.device)
-        raw = images.images[idx]
-        views = [to_float(augment(raw), self.rt.memory_format) for _ in range(count)]
-        return views, images.labels[idx]
+        return draw_views(self.device_data[name], idx, count, self.rt.memory_format)
 
-    def _backward(self, loss: torch.Tensor) -> None:
-        (self.scaler.scale(loss) if self.scaler else loss).backward()
+    def next_batch(self) -> Batch:
+        """Draw this rank's batch (augment; MixMatch: guess labels and mix), all under the current weights."""
+        (x_lb,), y_lb = self._views("labeled", 1)
+        views = self.algorithm.unlabeled_views
+        x_ulb = self._views("unlabeled", views)[0] if views else []
+        guess_model = self.ema.model if self.cfg.ema_guess else self.model
+        with self.rt.autocast():
+            return self.algorithm.batch(x_lb, y_lb, x_ulb, guess_model)
 
     def _sync_context(self, last: bool):
         """DDP all-reduces gradients only after the last micro-batch's backward."""
         return self.ddp.no_sync() if (self.ddp is not None and not last) else nullcontext()
 
-    def next_batch(self) -> Batch:
-        """Draw this rank's batch: augment, guess labels and mix (MixMatch), all under the current weights."""
-        cfg = self.cfg
-        (x_lb,), y_lb = self._views("labeled", 1)
-        if cfg.algorithm == "supervised":
-            return Batch(x_lb, F.one_hot(y_lb, self.data.num_classes).float(), len(x_lb))
-        x_ulb, _ = self._views("unlabeled", cfg.K)
-        guess_model = self.ema.model if cfg.ema_guess else self.model
-        with self.rt.autocast():
-            x_mix, t_mix, _ = mix_batch(guess_model, x_lb, y_lb, x_ulb, self.data.num_classes,
-                                        cfg.temperature, cfg.alpha, cfg.mixup)
-        return Batch(x_mix, t_mix, len(x_lb))
+    def accumulate(self, batch: Batch, lambda_u: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward ``batch`` in --accum-steps micro-batches; returns the summed (loss_x, loss_u).
 
-    def _supervised_backward(self, batch: Batch):
-        accum, n = self.cfg.accum_steps, batch.n_lb
-        total = torch.zeros((), device=batch.x.device)
-        for i, (xm, tm) in enumerate(zip(batch.x.chunk(accum), batch.targets.chunk(accum))):
-            with self._sync_context(i == accum - 1):
-                with self.rt.autocast(), (frozen_bn_stats(self.net) if i else nullcontext()):
-                    logits = self.net(xm)
-                loss = soft_cross_entropy_sum(logits, tm) / n
-                self._backward(loss)
-            total = total + loss.detach()
-        return total, torch.zeros_like(total)
+        The algorithm divides each micro-batch's losses by the full batch's row counts, so the summed gradients
+        are the full batch's. Only the first micro-batch updates the batch-norm running statistics, so they
+        advance once per optimizer step whatever --accum-steps is.
+        """
+        count = self.cfg.accum_steps
+        total = torch.zeros(2, device=batch.x.device)
+        for i in range(count):
+            micro = self.algorithm.micro_batch(batch, i, count)
+            with self._sync_context(i == count - 1):
+                with frozen_bn_stats(self.net) if i else nullcontext():
+                    loss_x, loss_u = self.algorithm.loss(self.net, micro, self.rt.autocast)
+                loss = loss_x + lambda_u * loss_u
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+            total += torch.stack([loss_x.detach(), loss_u.detach()])
+        return total[0], total[1]
 
-    def apply_batch(self, batch: Batch, step: int):
-        """Forward and backward ``batch`` in --accum-steps micro-batches, then one optimizer step.
+    def apply_batch(self, batch: Batch) -> Tuple[torch.Tensor, torch.Tensor, float]:
+        """Forward and backward ``batch``, then one optimizer step; advances ``self.step``.
 
         Everything that counts optimizer steps happens here once: λu(step), the after_backward hooks (slimming),
         gradient clipping, the optimizer and loss-scaler updates, weight decay, EMA and the after_step hooks.
         Returns (loss_x, loss_u, lambda_u) with the losses still on the device.
         """
-        cfg = self.cfg
+        cfg, step = self.cfg, self.step
         lam_u = lambda_u_at(step, cfg.lambda_u, cfg.rampup_steps)
         self.optimizer.zero_grad(set_to_none=True)
-        if cfg.algorithm == "supervised":
-            loss_x, loss_u = self._supervised_backward(batch)
-        else:
-            loss_x, loss_u = mixmatch_backward(self.net, batch.x, batch.targets, batch.n_lb, cfg.K, lam_u,
-                                               cfg.accum_steps, self._backward, self.rt.autocast,
-                                               self._sync_context)
+        loss_x, loss_u = self.accumulate(batch, lam_u)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         self._run_hooks("after_backward", step)
@@ -142,15 +152,12 @@ class Trainer:
         apply_weight_decay(self.decay_params, cfg.wd, cfg.lr)
         self.ema.update()
         self._run_hooks("after_step", step)
+        self.step += 1
         return loss_x, loss_u, lam_u
 
-    def train_step(self, step: int):
+    def train_step(self) -> Tuple[torch.Tensor, torch.Tensor, float]:
         """One optimizer step on a fresh batch; returns (loss_x, loss_u, lambda_u)."""
-        return self.apply_batch(self.next_batch(), step)
-
-    def _run_hooks(self, name: str, step: int) -> None:
-        for hook in self.hooks[name]:
-            hook(self, step)
+        return self.apply_batch(self.next_batch())
 
     # ----- evaluation ---------------------------------------------------------------------------------
     def evaluate(self) -> dict:
@@ -192,4 +199,3 @@ class Trainer:
             sampler.load_state_dict(state["samplers"][name])
         self.step = int(state["step"])
         self.history = list(state["history"])
-

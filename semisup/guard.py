@@ -10,10 +10,13 @@ from typing import Iterable, Tuple
 import torch
 
 from .config import first_line
-from .engine import NonFiniteLoss
 
 HINT = "try --detect-anomaly, a lower --lr, or --amp none"
 _ANOMALY = re.compile(r"returned nan values")
+
+
+class NonFiniteLoss(RuntimeError):
+    """A NaN or infinite loss or weight: the run stops before evaluating or saving it."""
 
 
 class LossGuard:
@@ -61,7 +64,7 @@ def guarded_step(trainer, guard: LossGuard, detect_anomaly: bool):
     """``trainer.train_step`` whose losses feed ``guard``; an anomaly-mode NaN becomes one NonFiniteLoss line."""
     step = trainer.step + 1  # the step being taken, counted as in metrics.jsonl
     try:
-        loss_x, loss_u, lam_u = trainer.train_step(trainer.step)
+        loss_x, loss_u, lam_u = trainer.train_step()
     except RuntimeError as err:
         if detect_anomaly and _ANOMALY.search(str(err)):
             first = first_line(err)

@@ -4,18 +4,16 @@ Batch-norm semantics follow the official code: guessing passes and all but the f
 statistics without touching the running averages; the labeled and unlabeled chunks are interleaved so every
 forward pass sees both kinds of rows.
 """
-from contextlib import contextmanager, nullcontext
-from typing import Callable, ContextManager, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .batch import Batch, labeled_then_views
 from .losses import mixup_loss
-from .models import batch_norms
-from .speed import to_device
-
-ContextFactory = Callable[[], ContextManager]
+from .models import frozen_bn_stats
+from .runtime import to_device
 
 
 def sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
@@ -29,19 +27,6 @@ def sharpen(p: torch.Tensor, T: float) -> torch.Tensor:
 def average_and_sharpen(logits: torch.Tensor, T: float) -> torch.Tensor:
     """Guessed labels from logits of shape [K, B, C]: mean softmax over the K views, then sharpen."""
     return sharpen(logits.float().softmax(-1).mean(0), T)
-
-
-@contextmanager
-def frozen_bn_stats(model: nn.Module):
-    """Train-mode batch norm (batch statistics) that leaves running_mean/var and the counter untouched."""
-    bns = [m for m in batch_norms(model) if m.track_running_stats]
-    for m in bns:
-        m.track_running_stats = False
-    try:
-        yield
-    finally:
-        for m in bns:
-            m.track_running_stats = True
 
 
 @torch.no_grad()
@@ -137,34 +122,29 @@ def mix_batch(guess_model: nn.Module, x_lb: torch.Tensor, y_lb: torch.Tensor, x_
     return x_mix, t_mix, q
 
 
-def micro_batch(x: torch.Tensor, n_lb: int, K: int, index: int, count: int) -> torch.Tensor:
-    """Rows of micro-batch ``index`` of ``count``: its share of the labeled rows, then of each view's rows."""
-    b = n_lb // count
-    views = x[n_lb:].view(K, n_lb, *x.shape[1:])
-    return torch.cat([x[index * b:(index + 1) * b], views[:, index * b:(index + 1) * b].flatten(0, 1)])
+class MixMatch:
+    """MixMatch's batch (guess, sharpen, mix up) and its loss (interleaved forward, MixUpLoss)."""
 
+    def __init__(self, cfg, num_classes: int):
+        self.num_classes, self.K, self.T = num_classes, cfg.K, cfg.temperature
+        self.alpha, self.mode = cfg.alpha, cfg.mixup
+        self.unlabeled_views = cfg.K
 
-def mixmatch_backward(model: nn.Module, x_mix: torch.Tensor, t_mix: torch.Tensor, n_lb: int, K: int,
-                      lambda_u: float, accum_steps: int = 1, backward: Callable[[torch.Tensor], None] = None,
-                      autocast: ContextFactory = nullcontext,
-                      sync_context: Callable[[bool], ContextManager] = lambda last: nullcontext()):
-    """Forward and backward the mixed batch in ``accum_steps`` micro-batches; returns (loss_x, loss_u) detached.
+    def batch(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: Sequence[torch.Tensor],
+              guess_model: nn.Module) -> Batch:
+        """The mixed rows [labeled; K views of the unlabeled, view after view] and their mixed targets."""
+        x_mix, t_mix, _ = mix_batch(guess_model, x_lb, y_lb, x_ulb, self.num_classes, self.T, self.alpha,
+                                    self.mode)
+        return Batch(x_mix, t_mix, len(x_lb), len(x_lb))
 
-    Each micro-batch's losses are divided by the full batch's row counts, so the summed gradients equal the
-    gradient of the full-batch loss. ``backward`` may scale the loss (fp16); ``sync_context(last)`` wraps each
-    micro-batch's forward and backward (DDP's no_sync on all but the last). Only the first micro-batch updates the
-    BN running statistics, so they advance once per optimizer step whatever ``accum_steps`` is.
-    """
-    backward = backward or torch.Tensor.backward
-    b, c = n_lb // accum_steps, t_mix.shape[1]
-    total_x = total_u = torch.zeros((), device=x_mix.device)
-    for m in range(accum_steps):
-        xm = micro_batch(x_mix, n_lb, K, m, accum_steps)
-        tm = micro_batch(t_mix, n_lb, K, m, accum_steps)
-        with sync_context(m == accum_steps - 1):
-            with autocast(), (frozen_bn_stats(model) if m else nullcontext()):
-                logits = forward_interleaved(model, xm, b)
-            loss_x, loss_u = mixup_loss(logits[:b], tm[:b], logits[b:], tm[b:], n_lb, n_lb * K * c)
-            backward(loss_x + lambda_u * loss_u)
-        total_x, total_u = total_x + loss_x.detach(), total_u + loss_u.detach()
-    return total_x, total_u
+    def micro_batch(self, batch: Batch, index: int, count: int) -> Batch:
+        """Micro-batch ``index`` of ``count``: its share of the labeled rows, then of each view's rows."""
+        return labeled_then_views(batch, self.K, index, count)
+
+    def loss(self, net: nn.Module, micro: Batch, autocast) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(loss_x, loss_u) of one micro-batch, divided by the full batch's row counts (see ``mixup_loss``)."""
+        b, n = micro.n_lb, micro.full_n_lb
+        with autocast():
+            logits = forward_interleaved(net, micro.x, b)
+        return mixup_loss(logits[:b], micro.targets[:b], logits[b:], micro.targets[b:], n,
+                          n * self.K * self.num_classes)

@@ -5,30 +5,24 @@ checkpoint), summary.json at the end. Rerunning the same command resumes exactly
 """
 import json
 import os
-import statistics
 import sys
 import time
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_latest, model_from_checkpoint, save_checkpoint
 from .compress.training import install as install_compression
-from .config import RESUMABLE_FIELDS, TRAIN_DESCRIPTION, Config, ConfigError, first_line, parse_args
+from .config import TRAIN_DESCRIPTION, Config, ConfigError, config_differences, first_line, parse_args
 from .data import prepare_data
 from .distributed import barrier, broadcast_from_main, mean_over_ranks, shutdown
-from .engine import NonFiniteLoss, Trainer
-from .jsonio import write_json
-from .guard import LossGuard, check_weights_finite, guarded_step
-from .models import MODELS, create_model, model_from_arch
+from .engine import Trainer
+from .guard import LossGuard, NonFiniteLoss, check_weights_finite, guarded_step
+from .models import MODELS, create_model
+from .records import json_line, summary, write_json
 from .runtime import make_runtime
 from .tblog import EventLog
 
 LOG_EVERY = 10  # steps between progress-bar updates (each one reads the losses back from the device)
-
-
-def config_differences(old: dict, new: dict):
-    keys = sorted((set(old) | set(new)) - RESUMABLE_FIELDS)
-    return [k for k in keys if old.get(k) != new.get(k)]
 
 
 def _show_differences(old: dict, new: dict, keys) -> str:
@@ -85,19 +79,9 @@ def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
         raise ConfigError(f"--init {cfg.init}: model has {state['arch'].get('num_classes')} classes, "
                           f"the data has {num_classes}")
     try:
-        model = model_from_arch(state["model_name"], state["arch"])
-        model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"--init {cfg.init}: the weights do not fit the saved shape "
-                          f"({first_line(err)})") from None
-    return model
-
-
-def summary(history, n_last: int) -> dict:
-    accs = [h["test_acc_ema"] for h in history][-n_last:]
-    med = statistics.median(accs) if accs else float("nan")
-    return {"median_test_acc_ema_last": med, "error": 100.0 - med, "n_evals_used": len(accs),
-            "step": history[-1]["step"] if history else 0}
+        return model_from_checkpoint(state, "raw", f"--init {cfg.init}").train()
+    except CheckpointError as err:
+        raise ConfigError(str(err)) from None
 
 
 class Logger:
@@ -108,7 +92,7 @@ class Logger:
         self.writer = None
         if enabled:
             with open(self.path + ".tmp", "w") as f:  # rewrite from the checkpoint: no line past it survives
-                f.writelines(json.dumps(h) + "\n" for h in history)
+                f.writelines(json_line(h) for h in history)
             os.replace(self.path + ".tmp", self.path)
             self.writer = EventLog(out, purge_step)
 
@@ -117,7 +101,7 @@ class Logger:
         if not self.enabled:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json_line(record))
         self.writer.add_scalars({k: v for k, v in record.items() if k != "step"}, record["step"])
         self.writer.flush()
 
@@ -202,7 +186,7 @@ def _train(cfg: Config, rt) -> dict:
 
 def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
     bar = _progress(cfg, trainer)
-    img_per_step = cfg.batch_size * (1 + (cfg.K if cfg.algorithm == "mixmatch" else 0))
+    img_per_step = trainer.images_per_step
     guard = LossGuard(trainer.rt.device)
     world = trainer.rt.world_size
     sums = torch.zeros(2, device=trainer.rt.device)  # running loss sums on the device: nothing grows per step
@@ -212,7 +196,6 @@ def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
             t0 = time.perf_counter()
             loss_x, loss_u, lam_u = guarded_step(trainer, guard, cfg.detect_anomaly)
             sums += torch.stack([loss_x, loss_u])
-            trainer.step += 1
             window_steps += 1
             evaluating = trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps
             if trainer.step % LOG_EVERY == 0 or evaluating:
@@ -245,7 +228,6 @@ def _eval_and_save(trainer: Trainer, logger: Logger, record: dict, out: str) -> 
     state = trainer.state_dict()
     if trainer.rt.is_main:
         save_checkpoint(state, out, trainer.cfg.keep_checkpoints)
-    trainer._run_hooks("after_eval", trainer.step)
 
 
 def _compile_errors(cfg: Config) -> tuple:

@@ -7,9 +7,10 @@ identity gives a model whose gradients must match the undivided batch to roundin
 import torch
 import torch.nn as nn
 
+from semisup.batch import Batch
 from semisup.config import Config, validate
-from semisup.data import prepare_data
-from semisup.engine import Batch, Trainer
+from semisup.data import Dataset, SSLData, prepare_data
+from semisup.engine import Trainer
 from semisup.models import create_model
 from semisup.runtime import Runtime
 
@@ -49,7 +50,7 @@ def single_process_trainer(cfg: Config, model: nn.Module, amp_dtype=None) -> Tra
 def concat_rank_batches(batches, K: int) -> Batch:
     """The global batch whose micro-batches, in order, are each rank's micro-batches in rank order.
 
-    Rows are [labeled of rank 0, rank 1, …; view 1 of rank 0, rank 1, …; …], the layout ``micro_batch`` splits.
+    Rows are [labeled of rank 0, rank 1, …; view 1 of rank 0, rank 1, …; …], the layout ``MixMatch.micro_batch`` splits.
     """
     n_lb = batches[0].n_lb
 
@@ -59,4 +60,19 @@ def concat_rank_batches(batches, K: int) -> Batch:
     def cat(name: str) -> torch.Tensor:
         return torch.cat([part(getattr(b, name), v) for v in range(K + 1) for b in batches])
 
-    return Batch(cat("x"), cat("targets"), n_lb * len(batches))
+    return Batch(cat("x"), cat("targets"), n_lb * len(batches), n_lb * len(batches))
+
+
+def _images(n: int) -> Dataset:
+    return Dataset(torch.zeros(n, 3, 32, 32, dtype=torch.uint8), torch.arange(n) % 10)
+
+
+def backward_in_micro_batches(model: nn.Module, x_mix: torch.Tensor, t_mix: torch.Tensor, n_lb: int, K: int,
+                              lambda_u: float, accum_steps: int = 1, algorithm: str = "mixmatch"):
+    """The Trainer's micro-batch loop (``Trainer.accumulate``) on given mixed rows: (loss_x, loss_u)."""
+    cfg = validate(Config(**{**TINY_FIELDS, "K": K, "batch_size": n_lb, "accum_steps": accum_steps,
+                             "algorithm": algorithm}))
+    rt = Runtime(device=torch.device("cpu"), amp_dtype=None, memory_format=torch.contiguous_format)
+    data = SSLData(labeled=_images(n_lb), unlabeled=_images(n_lb), valid=_images(0), test=_images(0), split=None,
+                   num_classes=t_mix.shape[1])
+    return Trainer(cfg, rt, data, model).accumulate(Batch(x_mix, t_mix, n_lb, n_lb), lambda_u)

@@ -9,10 +9,11 @@ import sys
 
 import torch
 
-from accum_support import strip_bn
 from semisup import runner
 from semisup.engine import Trainer
 from semisup.models import MODELS
+
+from accum_support import strip_bn
 
 MODELS["wrn-10-tiny-nobn"] = lambda num_classes, **arch: strip_bn(MODELS["wrn-10-tiny"](num_classes, **arch))
 TRAINERS = []
@@ -24,9 +25,10 @@ class RecordingTrainer(Trainer):
         self.record = {"initial": _clone(self.model.state_dict()), "batches": {}}
         TRAINERS.append(self)
 
-    def apply_batch(self, batch, step):
-        self.record["batches"][step] = {"x": batch.x, "targets": batch.targets, "n_lb": batch.n_lb}
-        result = super().apply_batch(batch, step)
+    def apply_batch(self, batch):
+        self.record["batches"][self.step] = {"x": batch.x, "targets": batch.targets, "n_lb": batch.n_lb,
+                                             "full_n_lb": batch.full_n_lb}
+        result = super().apply_batch(batch)
         self.record.update(final=_clone(self.model.state_dict()), ema=_clone(self.ema.state_dict()),
                            world_size=self.rt.world_size)
         return result

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from semisup import engine
+from semisup import engine, mixmatch
 from semisup.config import Config, parse_args
 from semisup.data import prepare_data
 from semisup.mixmatch import average_and_sharpen, draw_mixup, mix_batch, mixup, sharpen
@@ -60,12 +60,12 @@ def recorded(monkeypatch):
                       "x_mix": x_mix, "t_mix": t_mix, "q": q})
         return x_mix, t_mix, q
 
-    monkeypatch.setattr(engine, "mix_batch", recorder)
+    monkeypatch.setattr(mixmatch, "mix_batch", recorder)
     return calls
 
 
 def step_and_record(trainer, recorded) -> dict:
-    trainer.train_step(0)
+    trainer.train_step()
     assert len(recorded) == 1
     return recorded[0]
 

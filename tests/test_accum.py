@@ -11,13 +11,13 @@ import sys
 import pytest
 import torch
 
-from accum_support import single_process_trainer, tiny_config, tiny_model
-from conftest import ROOT, TINY
 from semisup.config import ConfigError
 from semisup.distributed import per_rank_batch, restore_rng_state, rng_state
-from semisup.mixmatch import mix_batch, mixmatch_backward
-from semisup.runtime import check_sync_bn
-from semisup.speed import resolve_compile
+from semisup.mixmatch import mix_batch
+from semisup.runtime import check_sync_bn, resolve_compile
+
+from accum_support import backward_in_micro_batches, single_process_trainer, tiny_config, tiny_model
+from conftest import ROOT, TINY
 
 
 def _flat_grads(model):
@@ -35,7 +35,7 @@ def test_accum_mixmatch_backward_matches_full_batch_gradients():
     grads, losses = {}, {}
     for accum in (1, 4):
         model.zero_grad()
-        losses[accum] = mixmatch_backward(model, x_mix, t_mix, B, K, 75.0, accum)
+        losses[accum] = backward_in_micro_batches(model, x_mix, t_mix, B, K, 75.0, accum)
         grads[accum] = _flat_grads(model)
     assert grads[1].abs().max() > 1e-2  # a real gradient, not zeros on both sides
     torch.testing.assert_close(grads[4], grads[1], rtol=0, atol=1e-5)
@@ -50,7 +50,8 @@ def test_accum_trainer_step_matches_full_batch(fake_cifar, algorithm):
         cfg = tiny_config(fake_cifar, accum_steps=accum, algorithm=algorithm, rampup_steps=1)
         trainer = single_process_trainer(cfg, tiny_model(1, bn=False))
         initial = [p.detach().clone() for p in trainer.model.parameters()]
-        loss_x, loss_u, _ = trainer.train_step(1)
+        trainer.step = 1  # λu at its full value (--rampup-steps 1)
+        loss_x, loss_u, _ = trainer.train_step()
         out[accum] = (_flat_grads(trainer.model), list(trainer.model.parameters()),
                       list(trainer.ema.model.parameters()), torch.stack([loss_x, loss_u]))
     (g1, p1, e1, l1), (g4, p4, e4, l4) = out[1], out[4]
@@ -69,9 +70,9 @@ def test_accum_counters_advance_once_per_optimizer_step(fake_cifar):
     trainer = single_process_trainer(cfg, tiny_model(1))
     weights = [[p.detach().clone() for p in trainer.model.parameters()]]
     calls = {"after_backward": 0}
-    trainer.hooks["after_backward"].append(lambda t, s: calls.update(after_backward=calls["after_backward"] + 1))
-    trainer.hooks["after_step"].append(lambda t, s: weights.append([p.detach().clone() for p in t.model.parameters()]))
-    lams = [trainer.train_step(step)[2] for step in range(steps)]
+    trainer.add_hook("after_backward", lambda t, s: calls.update(after_backward=calls["after_backward"] + 1))
+    trainer.add_hook("after_step", lambda t, s: weights.append([p.detach().clone() for p in t.model.parameters()]))
+    lams = [trainer.train_step()[2] for _ in range(steps)]
     assert lams == [75.0 * s / 16 for s in range(steps)]
     assert calls["after_backward"] == steps and len(weights) == steps + 1
     adam_steps = {int(s["step"]) for s in trainer.optimizer.state_dict()["state"].values()}
@@ -143,9 +144,10 @@ def test_accum_mixed_precision_step_on_cpu(fake_cifar, amp):
         trainer = single_process_trainer(cfg, tiny_model(1), amp_dtype=dtype)
         assert (trainer.scaler is not None) == (dtype == torch.float16)
         seen = []
-        trainer.hooks["after_backward"].append(lambda t, s: seen.append(_flat_grads(t.model)))
+        trainer.add_hook("after_backward", lambda t, s, seen=seen: seen.append(_flat_grads(t.model)))
         initial = _flat_params(trainer.model)
-        loss_x, loss_u, _ = trainer.train_step(1)
+        trainer.step = 1  # λu at its full value (--rampup-steps 1)
+        loss_x, loss_u, _ = trainer.train_step()
         assert torch.isfinite(loss_x) and torch.isfinite(loss_u)
         assert (_flat_params(trainer.model) - initial).abs().max() > 1e-4  # the optimizer step was taken
         grads[dtype] = seen[0]
@@ -162,7 +164,8 @@ def _flat_params(model):
 def test_accum_grad_clip_bounds_the_step_gradient(fake_cifar):
     cfg = tiny_config(fake_cifar, accum_steps=2, grad_clip=0.01, rampup_steps=1)
     trainer = single_process_trainer(cfg, tiny_model(1))
-    trainer.train_step(1)
+    trainer.step = 1  # λu at its full value (--rampup-steps 1)
+    trainer.train_step()
     assert _flat_grads(trainer.model).norm() == pytest.approx(0.01, rel=1e-4)
 
 

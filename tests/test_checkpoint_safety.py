@@ -10,9 +10,10 @@ import zipfile
 import pytest
 import torch
 
-from conftest import ROOT
 from semisup import checkpoint
 from semisup.checkpoint import CheckpointError, load_checkpoint, load_latest, save_checkpoint
+
+from conftest import ROOT
 
 
 def tiny_state(step):

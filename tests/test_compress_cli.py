@@ -7,13 +7,14 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, TINY
 from semisup.checkpoint import load_checkpoint
 from semisup.compress.cli import main as compress
 from semisup.compress.masks import sparsity
 from semisup.compress.report import count_params
 from semisup.models import model_from_arch
 from semisup.runner import main as train
+
+from conftest import ROOT, TINY
 
 
 @pytest.fixture(scope="module")

@@ -26,9 +26,9 @@ def make_trainer(data_dir, **overrides):
 
 def grads_after_backward(trainer):
     seen = []
-    trainer.hooks["after_backward"].append(
-        lambda t, step: seen.append({n: p.grad.clone() for n, p in t.model.named_parameters()}))
-    trainer.train_step(0)
+    trainer.add_hook("after_backward",
+                     lambda t, step: seen.append({n: p.grad.clone() for n, p in t.model.named_parameters()}))
+    trainer.train_step()
     assert len(seen) == 1  # after_backward runs once per optimizer step
     return seen[0]
 
@@ -55,8 +55,8 @@ def test_slim_penalty_moves_gamma_towards_zero(fake_cifar):
     trainer = make_trainer(fake_cifar, slim_lambda=10.0)
     bn = trainer.model.blocks[0].bn2
     start = bn.weight.detach().abs().sum().item()
-    for step in range(3):
-        trainer.train_step(step)
+    for _ in range(3):
+        trainer.train_step()
     assert bn.weight.detach().abs().sum().item() < start - 2.5 * trainer.cfg.lr * len(bn.weight)
 
 
@@ -66,14 +66,14 @@ def n_weights(model):
 
 def test_oneshot_masks_raw_and_ema_at_start(fake_cifar):
     trainer = make_trainer(fake_cifar, prune_schedule="oneshot", prune_start=2, prune_ratio=0.6)
-    trainer.train_step(0)
+    trainer.train_step()
     assert not get_masks(trainer.model)
-    trainer.train_step(1)  # the second completed step: t = 2
+    trainer.train_step()  # the second completed step: t = 2
     n = n_weights(trainer.model)
     for model in (trainer.model, trainer.ema.model):
         assert sparsity(model) == pytest.approx(round(0.6 * n) / n)
-    trainer.train_step(2)
-    trainer.train_step(3)
+    trainer.train_step()
+    trainer.train_step()
     assert sparsity(trainer.model) == pytest.approx(round(0.6 * n) / n)  # pruned weights stay zero
     assert sparsity(trainer.ema.model) == pytest.approx(round(0.6 * n) / n)
 
@@ -83,12 +83,12 @@ def test_agp_follows_the_cubic_schedule(fake_cifar):
                            prune_ratio=0.8, prune_initial=0.0)
     n = n_weights(trainer.model)
     assert sparsity(trainer.model) == 0.0  # s_i = 0 at t0
-    trainer.train_step(0)
-    trainer.train_step(1)  # t = 2: s = 0.8 + (0 - 0.8)(1 - 2/4)^3 = 0.7
+    trainer.train_step()
+    trainer.train_step()  # t = 2: s = 0.8 + (0 - 0.8)(1 - 2/4)^3 = 0.7
     assert sparsity(trainer.model) == pytest.approx(round(0.7 * n) / n)
-    trainer.train_step(2)
+    trainer.train_step()
     assert sparsity(trainer.model) == pytest.approx(round(0.7 * n) / n)  # no event at t = 3
-    trainer.train_step(3)
+    trainer.train_step()
     assert sparsity(trainer.model) == pytest.approx(round(0.8 * n) / n)
     assert sparsity(trainer.ema.model) == pytest.approx(round(0.8 * n) / n)
 
@@ -96,11 +96,11 @@ def test_agp_follows_the_cubic_schedule(fake_cifar):
 def test_set_keeps_the_count_of_nonzeros(fake_cifar):
     trainer = make_trainer(fake_cifar, prune_schedule="set", prune_start=1, prune_every=2, prune_ratio=0.5,
                            set_zeta=0.3)
-    trainer.train_step(0)  # t = 1: prune to 50 %
+    trainer.train_step()  # t = 1: prune to 50 %
     before = get_masks(trainer.model)
     live = sum(int(m.sum()) for m in before.values())
-    trainer.train_step(1)
-    trainer.train_step(2)  # t = 3: drop 30 % of the live weights, regrow as many
+    trainer.train_step()
+    trainer.train_step()  # t = 3: drop 30 % of the live weights, regrow as many
     after = get_masks(trainer.model)
     assert sum(int(m.sum()) for m in after.values()) == live
     for key in before:
@@ -109,7 +109,7 @@ def test_set_keeps_the_count_of_nonzeros(fake_cifar):
     swapped = sum(int((before[k] & ~after[k]).sum()) for k in before)
     assert swapped == sum(min(round(0.3 * int(m.sum())), int((~m).sum())) for m in before.values())
     assert swapped > 0
-    trainer.train_step(3)  # the regrown weights (initialised at zero) have trained
+    trainer.train_step()  # the regrown weights (initialised at zero) have trained
     n = n_weights(trainer.model)
     assert sparsity(trainer.model) == pytest.approx((n - live) / n)
 
@@ -117,14 +117,14 @@ def test_set_keeps_the_count_of_nonzeros(fake_cifar):
 def test_iterative_lets_pruned_weights_grow_back(fake_cifar):
     trainer = make_trainer(fake_cifar, prune_schedule="iterative", prune_start=1, prune_every=3, prune_end=4,
                            prune_ratio=0.5)
-    trainer.train_step(0)  # t = 1: zero half of the weights, no mask kept
+    trainer.train_step()  # t = 1: zero half of the weights, no mask kept
     n = n_weights(trainer.model)
     assert sparsity(trainer.model) == pytest.approx(round(0.5 * n) / n)
     assert not get_masks(trainer.model)
-    trainer.train_step(1)
+    trainer.train_step()
     assert sparsity(trainer.model) < 0.1  # they train again
-    trainer.train_step(2)
-    trainer.train_step(3)  # t = 4: the last event leaves the target sparsity
+    trainer.train_step()
+    trainer.train_step()  # t = 4: the last event leaves the target sparsity
     assert sparsity(trainer.model) == pytest.approx(round(0.5 * n) / n)
     assert sparsity(trainer.ema.model) >= round(0.5 * n) / n
 

@@ -4,8 +4,13 @@ import torch
 import torch.nn as nn
 
 from semisup.compress.masks import set_masks, sparsity
-from semisup.compress.unstructured import (agp_sparsity, magnitude_scores, masks_from_scores, set_drop_regrow,
-                                           taylor_scores)
+from semisup.compress.unstructured import (
+    agp_sparsity,
+    magnitude_scores,
+    masks_from_scores,
+    set_drop_regrow,
+    taylor_scores,
+)
 from semisup.models import create_model
 
 
@@ -34,7 +39,7 @@ def test_magnitude_reaches_the_target_and_prunes_the_smallest(scope):
         gone_max = max(model.get_submodule(k[:-7]).weight_orig[~m].abs().max() for k, m in masks.items())
         assert gone_max <= kept_min
     else:
-        for key, mask in masks.items():
+        for mask in masks.values():
             assert int((~mask).sum()) == round(0.7 * mask.numel())
 
 

@@ -7,8 +7,9 @@ from dataclasses import fields
 
 import pytest
 
-from conftest import ROOT, TINY
 from semisup.config import Config, ConfigError, build_parser, parse_args, validate
+
+from conftest import ROOT, TINY
 
 TRAIN = os.path.join(ROOT, "train.py")
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_fake_cifar
 from semisup.config import ConfigError
 from semisup.data import CIFAR10_FOLDER, InfiniteSampler, load_cifar10, prepare_data, split_indices
+
+from conftest import write_fake_cifar
 
 # 2,000 generated labels, 200 per class, in a fixed shuffled order.
 LABELS = np.random.RandomState(0).permutation(np.arange(2000) % 10)

@@ -11,11 +11,12 @@ import sys
 import pytest
 import torch
 
-from accum_support import concat_rank_batches, single_process_trainer, strip_bn, tiny_config
-from conftest import ROOT, TINY
 from semisup.checkpoint import load_checkpoint
 from semisup.engine import Batch
 from semisup.models import create_model
+
+from accum_support import concat_rank_batches, single_process_trainer, strip_bn, tiny_config
+from conftest import ROOT, TINY
 
 pytestmark = pytest.mark.slow
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -38,7 +39,8 @@ def _replay_one_process(fake_cifar, ranks, accum: int, steps) -> dict:
     model.load_state_dict(ranks[0]["initial"])
     trainer = single_process_trainer(cfg, model)
     for step in steps:
-        trainer.apply_batch(concat_rank_batches([Batch(**r["batches"][step]) for r in ranks], cfg.K), step)
+        assert trainer.step == step
+        trainer.apply_batch(concat_rank_batches([Batch(**r["batches"][step]) for r in ranks], cfg.K))
     return {"final": trainer.model.state_dict(), "ema": trainer.ema.state_dict()}
 
 

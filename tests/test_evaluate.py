@@ -10,16 +10,17 @@ import pytest
 import torch
 from matplotlib.image import imread
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-from torch.nn.utils import prune
+
+from semisup import runner
+from semisup.augment import to_float
+from semisup.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from semisup.data import CIFAR10_CLASSES, prepare_data
+from semisup.evaluate import evaluation
+from semisup.evaluate.metrics import predict
+from semisup.evaluate.restore import recalibrate_bn
+from semisup.models import create_model
 
 from conftest import ROOT, TINY
-from semisup import evaluation, runner
-from semisup.augment import to_float
-from semisup.checkpoint import load_checkpoint, save_checkpoint
-from semisup.data import CIFAR10_CLASSES, prepare_data
-from semisup.metrics import predict
-from semisup.models import create_model
-from semisup.restore import fold_pruning_masks, model_from_checkpoint, recalibrate_bn
 
 EVAL = ["--threads", "1", "--amp", "none", "--batch-size", "64"]
 
@@ -166,29 +167,6 @@ def test_recalibrate_bn_flag(ckpt):
     assert evaluation.main(["--checkpoint", ckpt, "--recalibrate-bn", "50"] + EVAL) == 0
     metrics, _, _ = read(os.path.join(os.path.dirname(ckpt), "eval-ema-test-bn50"))
     assert metrics["recalibrate_bn"] == 50 and metrics["n_images"] == 200
-
-
-def test_fold_pruning_masks_matches_masked_model(ckpt, tmp_path):
-    torch.manual_seed(0)
-    masked = create_model("wrn-10-tiny")
-    prune.global_unstructured([(masked.stem, "weight"), (masked.blocks[1].conv1, "weight")],
-                              prune.L1Unstructured, amount=0.5)
-    prune.random_unstructured(masked.fc, "weight", amount=0.3)
-    state_dict = masked.state_dict()
-    assert "stem.weight_orig" in state_dict and "fc.weight_mask" in state_dict
-    folded = fold_pruning_masks(state_dict)
-    assert set(folded) == set(create_model("wrn-10-tiny").state_dict())
-    assert torch.equal(folded["fc.weight"], masked.fc.weight)
-    base = load_checkpoint(ckpt)
-    folder = str(tmp_path / "masked")
-    os.makedirs(folder)
-    save_checkpoint({"model_name": "wrn-10-tiny", "arch": masked.arch, "model": state_dict, "ema": state_dict,
-                     "step": 3, "config": base["config"]}, folder)
-    out = str(tmp_path / "masked_out")
-    assert evaluation.main(["--checkpoint", os.path.join(folder, "last.pt"), "--out", out] + EVAL) == 0
-    _, logits, _ = read(out)
-    test = prepare_data(base["config"]["data_dir"], 40, 100, 1).test
-    assert np.allclose(predict(masked, test.images, 64).numpy(), logits, atol=1e-5)
 
 
 def test_pruned_model_with_smaller_arch(ckpt, tmp_path):

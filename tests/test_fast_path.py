@@ -11,15 +11,14 @@ import pytest
 import torch
 
 import semisup.mixmatch as mixmatch
-import semisup.speed as speed
+import semisup.runtime as speed
 from semisup.config import Config, parse_args, validate
 from semisup.data import prepare_data
 from semisup.engine import Trainer
-from semisup.metrics import predict
+from semisup.evaluate.metrics import predict
 from semisup.models import create_model
 from semisup.reference import reference_losses
-from semisup.runtime import Runtime, make_runtime
-from semisup.speed import COMPILE_MIN_STEPS, adam, eval_batch_size, resolve_compile, to_device
+from semisup.runtime import COMPILE_MIN_STEPS, Runtime, adam, eval_batch_size, make_runtime, resolve_compile, to_device
 
 CPU = torch.device("cpu")
 # bf16 keeps 8 bits of mantissa. On this tiny network (4-16 channels, 8 rows per batch-norm chunk) the losses
@@ -54,7 +53,7 @@ def trainer_and_reference(data_dir, monkeypatch, seed, amp_dtype=None, memory_fo
     monkeypatch.setattr(mixmatch, "draw_mixup", lambda *a, **k: draws.append(draw_mixup(*a, **k)) or draws[-1])
     trainer._views = lambda name, count: views.append(take_views(name, count)) or views[-1]
     torch.manual_seed(seed)
-    loss_x, loss_u, _ = trainer.train_step(0)
+    loss_x, loss_u, _ = trainer.train_step()
     ((x_lb,), y_lb), (x_ulb, _) = views
     lam, perm = draws[0]
     fp32 = [v.float().contiguous() for v in (x_lb, *x_ulb)]

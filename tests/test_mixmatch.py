@@ -6,10 +6,22 @@ import pytest
 import torch
 import torch.nn as nn
 
-from semisup.mixmatch import (average_and_sharpen, draw_mixup, forward_interleaved, guess_labels, interleave,
-                              interleave_offsets, micro_batch, mix_batch, mixmatch_backward, mixup, one_hot,
-                              sharpen)
+from semisup.batch import Batch, labeled_then_views
+from semisup.mixmatch import (
+    average_and_sharpen,
+    draw_mixup,
+    forward_interleaved,
+    guess_labels,
+    interleave,
+    interleave_offsets,
+    mix_batch,
+    mixup,
+    one_hot,
+    sharpen,
+)
 from semisup.models import create_model
+
+from accum_support import backward_in_micro_batches
 
 
 def bn_state(model):
@@ -164,18 +176,19 @@ def test_mix_batch_without_mixup_keeps_rows_and_targets():
 
 def test_micro_batch_takes_its_share_of_each_part():
     x = torch.arange(12)  # rows: labeled 0..3, view 1: 4..7, view 2: 8..11
-    assert micro_batch(x, 4, 2, 0, 2).tolist() == [0, 1, 4, 5, 8, 9]
-    assert micro_batch(x, 4, 2, 1, 2).tolist() == [2, 3, 6, 7, 10, 11]
-    assert torch.equal(micro_batch(x, 4, 2, 0, 1), x)
+    batch = Batch(x, x, 4, 4)
+    assert labeled_then_views(batch, 2, 0, 2).x.tolist() == [0, 1, 4, 5, 8, 9]
+    assert labeled_then_views(batch, 2, 1, 2).x.tolist() == [2, 3, 6, 7, 10, 11]
+    assert torch.equal(labeled_then_views(batch, 2, 0, 1).x, x)
 
 
-def test_mixmatch_backward_losses_and_accumulated_gradients():
+def test_micro_batch_loop_losses_and_accumulated_gradients():
     """With per-row batch norm (eval mode) two micro-batches give the full batch's losses and gradients."""
     model = tiny().eval()
     torch.manual_seed(5)
     x_mix = torch.randn(12, 3, 32, 32)
     t_mix = torch.randn(12, 10).softmax(-1)
-    loss_x, loss_u = mixmatch_backward(model, x_mix, t_mix, n_lb=4, K=2, lambda_u=3.0)
+    loss_x, loss_u = backward_in_micro_batches(model, x_mix, t_mix, n_lb=4, K=2, lambda_u=3.0)
     full_grads = [p.grad.clone() for p in model.parameters()]
     with torch.no_grad():
         logits = model(x_mix)
@@ -184,7 +197,8 @@ def test_mixmatch_backward_losses_and_accumulated_gradients():
     torch.testing.assert_close(loss_x, want_x)
     torch.testing.assert_close(loss_u, want_u)
     model.zero_grad()
-    loss_x2, loss_u2 = mixmatch_backward(model, x_mix, t_mix, n_lb=4, K=2, lambda_u=3.0, accum_steps=2)
+    loss_x2, loss_u2 = backward_in_micro_batches(model, x_mix, t_mix, n_lb=4, K=2, lambda_u=3.0,
+                                                accum_steps=2)
     torch.testing.assert_close(loss_x2, loss_x)
     torch.testing.assert_close(loss_u2, loss_u)
     for p, g in zip(model.parameters(), full_grads):

@@ -14,15 +14,16 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, TINY
 from semisup import checkpoint, runner
 from semisup.checkpoint import load_checkpoint
 from semisup.config import parse_args
 from semisup.data import prepare_data
-from semisup.engine import NonFiniteLoss, Trainer
-from semisup.guard import LossGuard, first_non_finite
+from semisup.engine import Trainer
+from semisup.guard import LossGuard, NonFiniteLoss, first_non_finite
 from semisup.models import create_model
 from semisup.runtime import make_runtime
+
+from conftest import ROOT, TINY
 
 TRAIN = os.path.join(ROOT, "train.py")
 TIMING = {"img_per_sec", "sec_per_step", "eval_img_per_sec"}  # wall-clock numbers: the only fields that may differ
@@ -54,6 +55,7 @@ def assert_same_tensors(a, b, where=""):
             assert_same_tensors(x, y, f"{where}[{i}]")
 
 
+@pytest.mark.slow
 def test_kill9_at_any_moment_then_rerun_matches_uninterrupted(fake_cifar, tmp_path):
     args = TINY + ["--data-dir", fake_cifar, "--steps", "30", "--eval-every", "10", "--device", "cpu"]  # bitwise
     ref = str(tmp_path / "ref")
@@ -89,6 +91,7 @@ def test_kill9_at_any_moment_then_rerun_matches_uninterrupted(fake_cifar, tmp_pa
     assert sorted(f for f in os.listdir(out) if ".pt" in f) == ["last-1.pt", "last.pt"]  # disk stays bounded
 
 
+@pytest.mark.slow
 def test_truncated_last_falls_back_to_previous_with_a_warning(fake_cifar, tmp_path):
     out = str(tmp_path / "run")
     args = TINY + ["--data-dir", fake_cifar, "--eval-every", "10", "--out", out]
@@ -143,7 +146,7 @@ def test_non_finite_stops_before_any_save(fake_cifar, tmp_path, poison_after, me
             with torch.no_grad():
                 t.model.stem.weight[0, 0, 0, 0] = float("nan")
 
-    trainer.hooks["after_step"].append(poison)
+    trainer.add_hook("after_step", poison)
     with pytest.raises(NonFiniteLoss, match=message):
         run_loop(trainer, str(tmp_path))
     saved = load_checkpoint(str(tmp_path / "last.pt"))
@@ -220,7 +223,7 @@ def test_python_objects_of_the_loop_stay_flat(fake_cifar, tmp_path):
         if step + 1 in (30, 70):
             counts[step + 1] = _live_python_objects()
 
-    trainer.hooks["after_step"].append(count)
+    trainer.add_hook("after_step", count)
     run_loop(trainer, str(tmp_path))
     (objects_30, items_30), (objects_70, items_70) = counts[30], counts[70]
     assert objects_70 - objects_30 < 20 and items_70 - items_30 < 20, (counts, "one more per step would be +40")

@@ -5,10 +5,15 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from semisup.metrics import classification_report, compare_reports, expected_calibration_error, per_class_accuracy
-from semisup.plots import plot_confusion_difference, plot_confusion_matrix, plot_reliability, row_normalized
-from semisup.jsonio import write_json
-from semisup.report import format_matrix, format_report
+from semisup.evaluate.metrics import (
+    classification_report,
+    compare_reports,
+    expected_calibration_error,
+    per_class_accuracy,
+)
+from semisup.evaluate.plots import plot_confusion_difference, plot_confusion_matrix, plot_reliability, row_normalized
+from semisup.evaluate.report import format_matrix, format_report
+from semisup.records import write_json
 
 
 def test_ece_by_hand():
@@ -45,13 +50,21 @@ def test_classification_report_by_hand():
     assert report["macro_avg"]["f1"] == pytest.approx((2 / 3 + 0.5 + 0) / 3)
 
 
+def _report_of(cm: np.ndarray) -> dict:
+    """classification_report of predictions that make exactly the confusion matrix ``cm``."""
+    labels = np.concatenate([[t] * int(cm[t].sum()) for t in range(len(cm))]).astype(int)
+    predicted = np.concatenate([[p] * int(cm[t, p]) for t in range(len(cm)) for p in range(len(cm))]).astype(int)
+    return classification_report(np.eye(len(cm), dtype=np.float32)[predicted], labels, ["x", "y"][:len(cm)])
+
+
 def test_per_class_accuracy_and_comparison():
     cm_a = np.array([[8, 2], [5, 5]])
     cm_b = np.array([[9, 1], [3, 7]])
-    assert per_class_accuracy(cm_a).tolist() == [80.0, 50.0]
-    assert math.isnan(per_class_accuracy(np.array([[1, 0], [0, 0]]))[1])
-    a = {"confusion_matrix": cm_a.tolist(), "top1": 65.0, "top5": 100.0, "ece": 0.1}
-    b = {"confusion_matrix": cm_b.tolist(), "top1": 80.0, "top5": 100.0, "ece": 0.05}
+    assert per_class_accuracy(_report_of(cm_a)).tolist() == [80.0, 50.0]
+    assert math.isnan(per_class_accuracy(_report_of(np.array([[1, 0], [0, 0]])))[1])
+    a = {**_report_of(cm_a), "top1": 65.0, "top5": 100.0, "ece": 0.1}
+    b = {**_report_of(cm_b), "top1": 80.0, "top5": 100.0, "ece": 0.05}
+    assert a["confusion_matrix"] == cm_a.tolist() and b["confusion_matrix"] == cm_b.tolist()
     cmp = compare_reports(a, b, ["x", "y"])
     assert cmp["confusion_matrix_diff"] == [[1, -1], [-2, 2]]
     assert [r["diff"] for r in cmp["per_class"]] == pytest.approx([10.0, 20.0])

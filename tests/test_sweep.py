@@ -10,10 +10,11 @@ import time
 
 import pytest
 
-from conftest import ROOT, TINY
-from semisup import paper
 from semisup.config import Config, parse_args
-from semisup.sweep import TABLES, estimate_hours, finished_step, main, plan, relative_step_cost
+from semisup.paper import numbers as paper
+from semisup.paper.sweep import TABLES, estimate_hours, finished_step, main, plan, relative_step_cost
+
+from conftest import ROOT, TINY
 
 SWEEP = os.path.join(ROOT, "scripts", "sweep.py")
 TINY_RUN = [t for i, t in enumerate(TINY) if "--n-labeled" not in TINY[max(i - 1, 0):i + 1]]  # the sweep sets it

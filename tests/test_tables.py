@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from semisup.tables import aggregate, cell_record, find_runs, main, mean_std, median_error, read_metrics
+from semisup.paper.tables import aggregate, cell_record, find_runs, main, mean_std, median_error, read_metrics
 
 
 def write_run(root, table, row, labels, seed, accs=None, summary=None, n_eval_last=20, every=10):

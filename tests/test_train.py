@@ -7,12 +7,13 @@ import struct
 import pytest
 import torch
 
-from conftest import TINY
 from semisup import engine
 from semisup.config import parse_args
 from semisup.losses import lambda_u_at
 from semisup.models import create_model
 from semisup.runner import main
+
+from conftest import TINY
 
 REQUIRED = ("step", "loss_x", "loss_u", "lambda_u", "valid_acc", "valid_acc_ema", "test_acc", "test_acc_ema",
             "img_per_sec")

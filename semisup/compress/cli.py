@@ -10,14 +10,14 @@ import sys
 
 import torch
 
-from ..checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, load_checkpoint
-from ..config import Config, ConfigError, first_line
+from ..checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, load_checkpoint, model_from_checkpoint
+from ..config import Config, ConfigError, OneLineParser
 from ..data import prepare_data
-from ..jsonio import write_json
-from ..metrics import accuracy, predict
+from ..evaluate.metrics import accuracy, predict
 from ..models import model_from_arch
+from ..records import write_json
 from . import report as rep
-from .masks import clear_masks, load_masked, set_masks, split_masks
+from .masks import clear_masks, set_masks, split_masks
 from .slimming import plan
 from .surgery import remove_channels
 from .taylor import training_loss_fn
@@ -25,11 +25,6 @@ from .unstructured import magnitude_scores, masks_from_scores, taylor_scores
 
 UNSTRUCTURED = ("magnitude", "taylor")
 STRUCTURED = ("slim", "l1-filter")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -42,7 +37,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m semisup.compress", formatter_class=_Help,
+    p = OneLineParser(prog="python -m semisup.compress", formatter_class=_Help,
                 description="Prune the EMA model of a semisup checkpoint and report params, MACs, sparsity, "
                             "CPU latency and test accuracy before and after. Masks (magnitude, taylor) save no "
                             "time; slim and l1-filter remove channels for real.")
@@ -86,7 +81,8 @@ def check_args(args) -> None:
               (args.taylor_batches >= 1, f"--taylor-batches must be at least 1 (got {args.taylor_batches})"),
               (args.latency_repeats >= 1, f"--latency-repeats must be at least 1 (got {args.latency_repeats})"),
               (args.threads >= 0, f"--threads must not be negative (got {args.threads})"),
-              (not args.prune_residual or args.method in STRUCTURED, "--prune-residual needs --method slim or l1-filter"),
+              (not args.prune_residual or args.method in STRUCTURED,
+               "--prune-residual needs --method slim or l1-filter"),
               (not args.remove or args.method in UNSTRUCTURED, "--remove applies to --method magnitude or taylor")]
     for ok, message in checks:
         if not ok:
@@ -101,12 +97,11 @@ def load_source(path: str):
     except CheckpointError as err:
         raise ConfigError(str(err)) from None
     cfg = Config.from_dict(state["config"]) if "config" in state else Config()
+    weights = "ema" if isinstance(state.get("ema"), dict) else "raw"
     try:
-        model = model_from_arch(state["model_name"], state["arch"])
-        load_masked(model, state.get("ema", state["model"]), state.get("masks", {}))
-    except (ValueError, TypeError, KeyError, RuntimeError) as err:
-        raise ConfigError(f"{path}: cannot rebuild its model ({first_line(err)})") from None
-    return state, cfg, model.eval()
+        return state, cfg, model_from_checkpoint(state, weights, path, keep_masks=True)
+    except CheckpointError as err:
+        raise ConfigError(str(err)) from None
 
 
 def load_data(args, cfg: Config, needed: bool):

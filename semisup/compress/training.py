@@ -93,10 +93,10 @@ def install(trainer) -> None:
         if masks:
             apply_masks(trainer, masks)
     if cfg.slim_lambda > 0:
-        trainer.hooks["after_backward"].append(slim_hook(cfg.slim_lambda))
+        trainer.add_hook("after_backward", slim_hook(cfg.slim_lambda))
     if cfg.prune_schedule != "none":
         if not prunable_modules(trainer.model):
             raise ConfigError("--prune-schedule: the model has no conv or linear layers to prune")
         schedule = PruneSchedule(cfg)
-        trainer.hooks["after_step"].append(schedule)
+        trainer.add_hook("after_step", schedule)
         schedule.at(trainer, 0)

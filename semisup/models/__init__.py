@@ -1,4 +1,5 @@
 """Model registry: ``create_model(name, num_classes)``, plus rebuilding a saved shape (``arch``)."""
+from contextlib import contextmanager
 from typing import Callable, Dict
 
 import torch.nn as nn
@@ -26,6 +27,19 @@ def create_model(name: str, num_classes: int = 10, **arch) -> nn.Module:
 def batch_norms(model: nn.Module):
     """Every batch-norm layer of ``model``, in module order."""
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextmanager
+def frozen_bn_stats(model: nn.Module):
+    """Train-mode batch norm (batch statistics) that leaves running_mean/var and the counter untouched."""
+    bns = [m for m in batch_norms(model) if m.track_running_stats]
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
 
 
 def model_from_arch(name: str, arch: dict) -> nn.Module:

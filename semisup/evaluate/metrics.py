@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .augment import to_float
-from .speed import eval_batch_size
+from ..augment import to_float
+from ..runtime import eval_batch_size
 
 
 @torch.inference_mode()
@@ -101,18 +101,15 @@ def classification_report(logits: np.ndarray, labels: np.ndarray, class_names: S
     }
 
 
-def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
-    """Percent of each true class predicted correctly (the recall), NaN for a class with no images."""
-    cm = np.asarray(cm, dtype=np.float64)
-    rows = cm.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(rows > 0, 100.0 * np.diag(cm) / rows, np.nan)
+def per_class_accuracy(report: dict) -> np.ndarray:
+    """Percent of each true class predicted correctly: scikit-learn's recall, NaN for a class with no images."""
+    return np.array([100.0 * row["recall"] if row["support"] else np.nan for row in report["per_class"]])
 
 
 def compare_reports(a: dict, b: dict, class_names: Sequence[str]) -> dict:
     """What changed from model A to model B on the same images: B minus A, per class and per matrix cell."""
     cm_a, cm_b = np.asarray(a["confusion_matrix"]), np.asarray(b["confusion_matrix"])
-    acc_a, acc_b = per_class_accuracy(cm_a), per_class_accuracy(cm_b)
+    acc_a, acc_b = per_class_accuracy(a), per_class_accuracy(b)
     return {
         "top1": {"a": a["top1"], "b": b["top1"], "diff": b["top1"] - a["top1"]},
         "top5": {"a": a["top5"], "b": b["top5"], "diff": b["top5"] - a["top5"]},

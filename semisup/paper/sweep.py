@@ -15,14 +15,15 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from . import paper
-from .config import RESUMABLE_FIELDS, Config, ConfigError, _Parser, build_parser, validate
+from ..config import Config, ConfigError, OneLineParser, build_parser, config_differences, validate
+from . import numbers as paper
 
 # The official ablation runs used λu = 100 and a 2,048-step ramp-up (not the 75 and 16,384 of the main results).
 ABLATION_FLAGS = ("--lambda-u", f"{paper.ABLATION_LAMBDA_U:g}", "--rampup-steps", str(paper.ABLATION_RAMPUP_STEPS))
 ICT_FLAGS = ("--mixup", "unlabeled", "--no-sharpen", "--ema-guess")
 TEST_IMAGES = 10000  # CIFAR-10's test set, evaluated with the validation set at every evaluation
-TRAIN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "train.py")
+TRAIN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        "train.py")
 
 
 @dataclass(frozen=True)
@@ -120,9 +121,7 @@ def finished_step(run: Run, cfg: Config) -> Optional[int]:
             old = json.load(f)
     except (OSError, ValueError, TypeError, AttributeError):
         return None
-    # The test of runner.config_differences, repeated here so that the sweep process never imports torch.
-    new = cfg.to_dict()
-    if any(old.get(k) != new.get(k) for k in (set(old) | set(new)) - RESUMABLE_FIELDS) or step < cfg.steps:
+    if config_differences(old, cfg.to_dict()) or step < cfg.steps:
         return None
     return step
 
@@ -196,7 +195,7 @@ def _rows_help() -> str:
 
 def build_cli() -> argparse.ArgumentParser:
     rows = _rows_help()
-    parser = _Parser(prog="sweep.py", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = OneLineParser(prog="sweep.py", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
                      description="Run the paper's tables as sweeps of train.py runs, one after another, into "
                                  "OUT/<table>/<row>@<labels>/seed<k>. Rerunning the same command skips finished "
                                  "runs and resumes an interrupted one. Any further flags (or everything after --) "

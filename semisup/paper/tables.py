@@ -7,7 +7,6 @@ so that a short run is never mistaken for one of the paper's 1,048,576-step runs
 """
 import argparse
 import csv
-import json
 import math
 import os
 import re
@@ -16,7 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .paper import PAPER_STEPS, paper_error
+from ..records import median_of_last, read_json, read_metrics
+from .numbers import PAPER_STEPS, paper_error
 from .sweep import TABLES
 
 ROW_DIR = re.compile(r"^(?P<row>.+)@(?P<labels>\d+)$")
@@ -35,6 +35,7 @@ class RunResult:
     error: float
     step: int
     n_evals: int
+    n_last: int = 20  # the run's --n-eval-last: how many last evaluations its statistic may use
 
 
 @dataclass
@@ -55,10 +56,8 @@ class Cell:
 
 def median_error(history: Sequence[dict], n_last: int, metric: str = "test_acc_ema") -> Tuple[float, int]:
     """(100 − median ``metric`` of the last ``n_last`` evaluations, how many evaluations that used)."""
-    accs = [h[metric] for h in history][-n_last:]
-    if not accs:
-        return math.nan, 0
-    return 100.0 - statistics.median(accs), len(accs)
+    median, used = median_of_last(history, n_last, metric)
+    return 100.0 - median, used
 
 
 def mean_std(values: Sequence[float]) -> Tuple[float, Optional[float]]:
@@ -68,43 +67,19 @@ def mean_std(values: Sequence[float]) -> Tuple[float, Optional[float]]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
-def read_metrics(path: str) -> List[dict]:
-    """The evaluations in a metrics.jsonl; a line cut short by a kill is ignored."""
-    history = []
-    try:
-        with open(path) as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict) and "test_acc_ema" in record and "step" in record:
-                    history.append(record)
-    except OSError:
-        return []
-    return history
-
-
 def load_run(folder: str, table: str, row: str, labels: int, seed: int,
              metric: str = "test_acc_ema") -> Optional[RunResult]:
-    config = _read_json(os.path.join(folder, "config.json")) or {}
+    config = read_json(os.path.join(folder, "config.json")) or {}
     history = read_metrics(os.path.join(folder, "metrics.jsonl"))
+    n_last = int(config.get("n_eval_last", 20))
     if history:
-        error, n_evals = median_error(history, int(config.get("n_eval_last", 20)), metric)
-        return RunResult(table, row, labels, seed, error, int(history[-1]["step"]), n_evals)
-    summary = _read_json(os.path.join(folder, "summary.json"))  # holds the EMA statistic only
+        error, n_evals = median_error(history, n_last, metric)
+        return RunResult(table, row, labels, seed, error, int(history[-1]["step"]), n_evals, n_last)
+    summary = read_json(os.path.join(folder, "summary.json"))  # holds the EMA statistic only
     if not summary or "error" not in summary or metric != "test_acc_ema":
         return None
     return RunResult(table, row, labels, seed, float(summary["error"]), int(summary.get("step", 0)),
-                     int(summary.get("n_evals_used", 0)))
+                     int(summary.get("n_evals_used", 0)), n_last)
 
 
 def find_runs(root: str, metric: str = "test_acc_ema") -> List[RunResult]:
@@ -165,8 +140,10 @@ def to_markdown(cells: Sequence[Cell], metric: str = "test_acc_ema") -> str:
     which = METRICS[metric]
     out = []
     for table in dict.fromkeys(c.table for c in cells):
+        n_last = sorted({r.n_last for c in cells if c.table == table for r in c.runs})
         out += [f"## {table}", "",
-                f"Error % = 100 − median {which} of a run's last 20 evaluations (`evals`: how many there were); "
+                f"Error % = 100 − median {which} of a run's last {'/'.join(map(str, n_last))} evaluations "
+                f"(`evals`: how many there were); "
                 f"mean ± sample std over the seeds found. `steps`: what was run, in percent of the paper's "
                 f"{PAPER_STEPS:,} per run.", "",
                 "| row | labels | error % | paper % | diff | seeds | steps | evals |",
@@ -197,7 +174,7 @@ def plot_labels(cells: Sequence[Cell], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .paper import LABELS
+    from .numbers import LABELS
 
     fig, ax = plt.subplots(figsize=(6, 4))
     n = sorted(LABELS)

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint
-from .config import AMP_MODES, DEVICES, Config, ConfigError, _Parser
-from .data import CIFAR10_CLASSES, SSLData, prepare_data
+from ..checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from ..config import AMP_MODES, DEVICES, Config, ConfigError, OneLineParser
+from ..data import CIFAR10_CLASSES, SSLData, prepare_data
+from ..records import write_json
+from ..runtime import Runtime, resolve_amp, resolve_device, resolve_memory_format
 from .metrics import classification_report, compare_reports, predict
 from .plots import plot_confusion_difference, plot_confusion_matrix, plot_reliability
-from .jsonio import write_json
 from .report import format_comparison, format_report, write_per_class_csv, write_predictions
-from .restore import model_from_checkpoint, recalibrate_bn
-from .runtime import Runtime, resolve_amp, resolve_device, resolve_memory_format
+from .restore import recalibrate_bn
 
 PROG = "evaluate.py"
 SPLITS = ("test", "valid", "labeled")
@@ -33,8 +33,9 @@ RECALIBRATION_BATCH = 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Evaluate a semisup checkpoint: top-1/top-5, per-class precision/recall/F1, "
-                "confusion matrix, calibration; optionally against a second checkpoint.", allow_abbrev=False)
+    p = OneLineParser(prog=PROG, allow_abbrev=False,
+                      description="Evaluate a semisup checkpoint: top-1/top-5, per-class precision/recall/F1, "
+                                  "confusion matrix, calibration; optionally against a second checkpoint.")
     p.add_argument("--checkpoint", required=True, help="checkpoint written by train.py (or a pruned model)")
     p.add_argument("--compare", default="", metavar="CHECKPOINT",
                    help="a second checkpoint B, evaluated the same way on the same images; reports B - A")

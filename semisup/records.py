@@ -1,0 +1,81 @@
+"""What a run writes and how it is read back: JSON files, metrics.jsonl lines, and the paper's statistic.
+
+Every file is strict JSON (NaN and infinities are written as null), and whole files are written through a
+temporary file and a rename, so readers never see one half-written. Nothing here imports torch: the sweep and the
+tables read runs without it.
+"""
+import json
+import math
+import os
+import statistics
+from typing import List, Sequence, Tuple
+
+PAPER_METRIC = "test_acc_ema"  # the paper reports the EMA model's test accuracy
+
+
+def _clean(obj):
+    """NaN and infinities are not JSON: write them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def json_line(record: dict) -> str:
+    """One metrics.jsonl line: strict JSON, NaN written as null."""
+    return json.dumps(_clean(record)) + "\n"
+
+
+def write_json(obj, path: str) -> None:
+    """Write ``obj`` to ``path`` through a temporary file and a rename."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(_clean(obj), f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: str):
+    """The JSON in ``path``, or None when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def read_metrics(path: str) -> List[dict]:
+    """The evaluations in a metrics.jsonl; a line cut short by a kill is ignored."""
+    history = []
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and PAPER_METRIC in record and "step" in record:
+                    history.append(record)
+    except OSError:
+        return []
+    return history
+
+
+def median_of_last(history: Sequence[dict], n_last: int, metric: str = PAPER_METRIC) -> Tuple[float, int]:
+    """(median ``metric`` of the last ``n_last`` evaluations, how many evaluations that used): the paper's
+    statistic for ``test_acc_ema``. NaN (missing data) when there are none."""
+    values = [h[metric] for h in history][-n_last:]
+    values = [v for v in values if v is not None]
+    if not values:
+        return math.nan, 0
+    return statistics.median(values), len(values)
+
+
+def summary(history: Sequence[dict], n_last: int) -> dict:
+    """summary.json: the paper's statistic and its error, the evaluations it used, the last step."""
+    med, used = median_of_last(history, n_last)
+    return {"median_test_acc_ema_last": med, "error": 100.0 - med, "n_evals_used": used,
+            "step": history[-1]["step"] if history else 0}
