@@ -1,4 +1,4 @@
-"""Every bad input gives one line on stderr, exit code 2 and writes nothing; README's Troubleshooting lists each.
+"""Every bad input gives one line on stderr, exit code 2 and writes nothing; docs/troubleshooting.md lists each.
 
 Each case runs ``train.py`` in a subprocess (several at a time, so the file stays fast) against generated data,
 damaged copies of it, and hand-made checkpoints: of another model, of another class count, not a checkpoint at
@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY, write_fake_cifar
 from semisup import checkpoint, runner
 from semisup.config import parse_args
 from semisup.models import create_model
+
+from conftest import ROOT, TINY, write_fake_cifar
 
 TRAIN = os.path.join(ROOT, "train.py")
 
@@ -218,10 +219,10 @@ def test_bad_input_in_process(in_process_outcome, workspace, name, fragment):
 
 
 def readme_messages():
-    """The messages listed under README's Troubleshooting, as regular expressions (``<...>`` matches anything)."""
-    with open(os.path.join(ROOT, "README.md")) as f:
+    """The messages listed in docs/troubleshooting.md, as regular expressions (``<...>`` matches anything)."""
+    with open(os.path.join(ROOT, "docs", "troubleshooting.md")) as f:
         text = f.read()
-    section = text[text.index("\n## Troubleshooting"):]
+    section = text[text.index("\n## Error messages"):]
     listed = [re.sub(r"\s+", " ", m) for m in re.findall(r"^- `([^`]+)`", section, flags=re.M)]
     return [re.compile(re.sub(r"<[^<>]+>", ".+", re.escape(m))) for m in listed]
 
