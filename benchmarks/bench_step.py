@@ -14,6 +14,8 @@ of the median per-step times.
 The data is synthetic (uniform random uint8 images): the cost of a step does not depend on the pixels.
 """
 import argparse
+import copy
+import functools
 import os
 import platform
 import statistics
@@ -31,10 +33,7 @@ from semisup.data import Dataset, SSLData, split_indices  # noqa: E402
 from semisup.engine import Trainer  # noqa: E402
 from semisup.models import create_model  # noqa: E402
 from semisup.reference import ReferenceTrainer, reference_predict  # noqa: E402
-from semisup.runtime import (
-    eval_batch_size,  # noqa: E402
-    make_runtime,  # noqa: E402
-)
+from semisup.runtime import eval_batch_size, make_runtime  # noqa: E402
 
 
 def synthetic_data(n_unlabeled: int, n_eval: int, n_labeled: int = 250, seed: int = 0) -> SSLData:
@@ -159,6 +158,35 @@ def matmul_gflops(device, dtype) -> float:
     return 2 * 2048 ** 3 / timed(lambda: a @ b, 5, device) / 1e9
 
 
+def symmetric_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every strided 3x3 convolution padded (1, 1) as PyTorch's ``padding=1``, not TF's (0, 1)."""
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        if isinstance(module, torch.nn.Conv2d) and module.stride != (1, 1) and module.kernel_size == (3, 3):
+            module.padding = (1, 1)
+            module.forward = functools.partial(torch.nn.Conv2d.forward, module)
+    return twin
+
+
+def padding_cost(trainer, rounds: int, steps: int, device) -> float:
+    """Seconds per training pass (forward + backward of one step's rows, the default path's precision and memory
+    format) with TF's asymmetric padding over the same with symmetric padding, timed in alternating rounds."""
+    rows = trainer.cfg.batch_size * (1 + trainer.cfg.K)
+    x = torch.randn(rows, 3, 32, 32, device=device).to(memory_format=trainer.rt.memory_format)
+    models = {"tf": trainer.model, "symmetric": symmetric_copy(trainer.model)}
+
+    def step(model):
+        with trainer.rt.autocast():
+            loss = model(x).float().sum()
+        loss.backward()
+
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            times[name].append(timed(lambda m=model: step(m), steps, device))
+    return statistics.median(times["tf"]) / statistics.median(times["symmetric"])
+
+
 def run_eval(trainer, reference, data, device):
     """Images/s of the default evaluation (raw and EMA model, both eval splits) and of the reference's."""
     trainer.evaluate()
@@ -211,6 +239,8 @@ def main(argv=None) -> int:
     print(f"compute: {gflop:.3f} GFLOP per image forward; default evaluation at {gflop * eval_default:.0f} GFLOP/s; "
           f"a 2048x2048 {str(dtype).replace('torch.', '')} matmul at {peak:.0f} GFLOP/s")
     print(f"bound: evaluation at the matmul's GFLOP/s would reach {peak / gflop:.0f} images/s")
+    print(f"TF 'same' padding of the strided convolutions, cost over symmetric padding (forward + backward): "
+          f"{padding_cost(trainer, args.rounds, args.steps, rt.device):.3f}x")
     print(f"evaluation speed-up: {eval_default / eval_reference:.2f}")
     print(f"speedup: {sec['reference'] / sec['default']:.2f}")
     return 0

@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from semisup.models import MODELS, create_model, model_from_arch
+from semisup.models.wideresnet import Conv2d, same_padding
 
 
 def n_params(model):
@@ -94,15 +95,55 @@ def test_bad_shapes_are_refused():
         create_model("wrn-28-2", inner=[8, 8, 8])
 
 
-def test_shortcut_of_the_subsampled_input_equals_a_stride_2_pointwise_conv():
-    """The projecting shortcut convolves x[:, :, ::2, ::2] with stride 1: the same sums as PyTorch's stride-2 1x1
-    convolution (which corrupts memory in channels-last on the CPU below 8 input channels), gradients included."""
+def _conv_by_hand(x, w, stride, pad_before):
+    """out[o, i, j] = sum over c, u, v of w[o, c, u, v] * x[c, i*stride + u - pad_before, ...] (zero outside)."""
+    n, k = x.shape[-1], w.shape[-1]
+    size = -(-n // stride)
+    out = torch.zeros(x.shape[0], w.shape[0], size, size, dtype=torch.float64)
+    for i in range(size):
+        for j in range(size):
+            for u in range(k):
+                for v in range(k):
+                    r, c = i * stride + u - pad_before, j * stride + v - pad_before
+                    if 0 <= r < n and 0 <= c < n:
+                        out[:, :, i, j] += x[:, :, r, c].double() @ w[:, :, u, v].double().T
+    return out
+
+
+def test_same_padding_is_tf_rule_by_hand():
+    # TF: out = ceil(n / s), total = max((out - 1) * s + k - n, 0), before = total // 2, the rest after.
+    assert same_padding(32, 3, 2) == (0, 1)  # 15 * 2 + 3 - 32 = 1: the extra column goes after
+    assert same_padding(31, 3, 2) == (1, 1)  # 15 * 2 + 3 - 31 = 2
+    assert same_padding(96, 3, 2) == (0, 1) and same_padding(32, 3, 1) == (1, 1)
+    assert same_padding(32, 1, 2) == (0, 0) and same_padding(31, 1, 2) == (0, 0)
+
+
+@pytest.mark.parametrize("n, pad_before", [(8, 0), (7, 1)])  # even input: pads (0, 1); odd: (1, 1)
+def test_strided_3x3_convolution_samples_as_tf_same(n, pad_before):
     torch.manual_seed(0)
-    block = create_model("wrn-10-tiny", widths=[4, 8, 8]).blocks[1]
-    assert block.stride == 2 and block.shortcut.stride == (1, 1)
+    conv = Conv2d(3, 4, 3, stride=2)
+    x = torch.randn(2, 3, n, n)
+    torch.testing.assert_close(conv(x), _conv_by_hand(x, conv.weight.detach(), 2, pad_before).float())
+    if n % 2 == 0:  # PyTorch's symmetric padding=1 samples one pixel off from the official network
+        sym = F.conv2d(x, conv.weight, stride=2, padding=1)
+        assert not torch.allclose(sym, conv(x), atol=1e-3)
+
+
+def test_strided_pointwise_convolution_is_the_subsampled_input():
+    """A stride-2 1x1 convolution (no padding under TF's rule) equals a stride-1 one on x[:, :, ::2, ::2], including
+    in channels-last with 4 input channels, whose stride-2 backward corrupts memory in PyTorch's CPU kernels."""
+    torch.manual_seed(0)
+    conv = Conv2d(4, 8, 1, stride=2)
     x = torch.randn(3, 4, 16, 16).to(memory_format=torch.channels_last).requires_grad_()
-    ref = torch.nn.functional.conv2d(x.detach().contiguous(), block.shortcut.weight.detach(), stride=2)
-    out = block.shortcut(x[:, :, ::2, ::2])
+    ref = F.conv2d(x.detach().contiguous(), conv.weight.detach(), stride=2)
+    out = conv(x)
     torch.testing.assert_close(out, ref)
-    out.sum().backward()  # the channels-last backward that crashed with a stride-2 1x1 convolution
+    out.sum().backward()
     assert x.grad[:, :, 1::2].abs().sum() == 0 and x.grad[:, :, ::2, ::2].abs().sum() > 0
+
+
+def test_every_strided_conv_of_the_wrn_pads_as_tf():
+    model = create_model("wrn-28-2")
+    strided = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.stride != (1, 1)]
+    assert len(strided) == 4 and all(isinstance(m, Conv2d) and m.padding == (0, 0) for m in strided)
+    assert {m.kernel_size for m in strided} == {(3, 3), (1, 1)}

@@ -19,10 +19,43 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, momentum=BN_MOMENTUM, eps=BN_EPS)
 
 
-def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv2d:
-    """Bias-free: every conv feeds a batch norm (directly or through the residual sum), as in the common
-    PyTorch WRN and the 1,467,610-parameter count; the official TF layers carry an extra 2,032 conv biases."""
-    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False)
+def same_padding(size: int, kernel: int, stride: int):
+    """TF's ``padding='same'`` along one dimension: (before, after), the extra row or column going after.
+
+    The output has ceil(size / stride) positions; the padding is what the last window needs beyond the input, split
+    with the odd one at the end. A 3x3 stride-2 convolution on an even input pads (0, 1), not PyTorch's (1, 1).
+    """
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class Conv2d(nn.Conv2d):
+    """A bias-free convolution padded as TF's ``'same'``, as in the official network.
+
+    Stride 1 pads k // 2 on every side (the same as TF for odd kernels). A strided 3x3 convolution pads the input
+    asymmetrically by ``same_padding`` first. A strided 1x1 convolution needs no padding and is computed as a stride-1
+    convolution of the subsampled input: the same sums, and it avoids PyTorch CPU kernels that corrupt memory in the
+    backward pass of a channels-last stride-2 1x1 convolution with fewer than 8 input channels (as a slimmed
+    residual stream can have). Every conv feeds a batch norm, directly or through the residual sum, so there is no
+    bias (as in the common PyTorch WRN and its 1,467,610 parameters; the official TF layers carry 2,032 more).
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1):
+        super().__init__(cin, cout, kernel, stride=stride, padding=kernel // 2 if stride == 1 else 0, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s, k = self.stride[0], self.kernel_size[0]
+        if s == 1:
+            return super().forward(x)
+        if k == 1:
+            return F.conv2d(x[:, :, ::s, ::s], self.weight)
+        top, bottom = same_padding(x.shape[-2], k, s)
+        left, right = same_padding(x.shape[-1], k, s)
+        return super().forward(F.pad(x, (left, right, top, bottom)))
+
+
+def _conv(cin: int, cout: int, k: int, stride: int = 1) -> Conv2d:
+    return Conv2d(cin, cout, k, stride)
 
 
 class Block(nn.Module):
@@ -38,11 +71,7 @@ class Block(nn.Module):
         super().__init__()
         self.bn1, self.conv1 = _bn(cin), _conv(cin, inner, 3, stride)
         self.bn2, self.conv2 = _bn(inner), _conv(inner, cout, 3)
-        # The 1x1 shortcut is a stride-1 convolution of the subsampled input: the same sums as a stride-2 1x1
-        # convolution, which PyTorch's CPU kernels get wrong in channels-last with fewer than 8 input channels
-        # (memory corruption in the backward pass, as a slimmed residual stream can have).
-        self.shortcut = _conv(cin, cout, 1) if (project or cin != cout or stride != 1) else None
-        self.stride = stride
+        self.shortcut = _conv(cin, cout, 1, stride) if (project or cin != cout or stride != 1) else None
         self.activate_before_residual = activate_before_residual
 
     def forward(self, x0: torch.Tensor) -> torch.Tensor:
@@ -50,9 +79,7 @@ class Block(nn.Module):
         if self.activate_before_residual:
             x0 = x
         out = self.conv2(F.leaky_relu(self.bn2(self.conv1(x)), LEAKY_SLOPE))
-        if self.shortcut is None:
-            return out + x0
-        return out + self.shortcut(x0[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x0)
+        return out + (x0 if self.shortcut is None else self.shortcut(x0))
 
 
 class WideResNet(nn.Module):
