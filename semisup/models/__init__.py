@@ -1,27 +1,53 @@
-"""Model registry: ``create_model(name, num_classes)``, plus rebuilding a saved shape (``arch``)."""
+"""Model registry: ``create_model(name, num_classes, image_size)``, plus rebuilding a saved shape (``arch``).
+
+The official ResNet has ``scales = floor(log2(image_size)) - 2`` stages (3 at 32x32, 4 at STL-10's 96x96), each
+``filters << scale`` wide, after a 16-filter stem: WRN-28-2 is filters 32 (32/64/128, and 256 at 96x96), the
+paper's large model filters 135. The widths are saved in the checkpoint's ``arch``, so a model is rebuilt from
+its ``arch`` alone, whatever image size it was made for.
+"""
+import math
 from contextlib import contextmanager
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 import torch.nn as nn
 
 from .wideresnet import WideResNet
 
+
+def num_scales(image_size: int) -> int:
+    """Stages of the official network for square images of this size: floor(log2(size)) - 2, at least 1."""
+    return max(int(math.floor(math.log2(image_size))) - 2, 1)
+
+
+def stage_widths(filters: int, image_size: int, cap: int = 0) -> List[int]:
+    """``filters << scale`` for each stage (each capped at ``cap`` when given: the tiny test model)."""
+    widths = [filters << s for s in range(num_scales(image_size))]
+    return [min(w, cap) for w in widths] if cap else widths
+
+
+def _wrn(filters: int, cap: int = 0, **fixed) -> Callable[..., nn.Module]:
+    def build(num_classes: int, image_size: int = 32, **arch) -> nn.Module:
+        shape = {**fixed, "widths": stage_widths(filters, image_size, cap), **arch}
+        return WideResNet(num_classes, **shape)
+    return build
+
+
 MODELS: Dict[str, Callable[..., nn.Module]] = {
-    # WRN-28-2: widths 32/64/128 after a 16-filter stem; 1,467,610 parameters at 10 classes.
-    "wrn-28-2": lambda num_classes, **arch: WideResNet(num_classes, **{"widths": (32, 64, 128), **arch}),
-    # The paper's large model (Table 1): 135 filters per layer, widths 135/270/540, about 26M parameters.
-    "wrn-28-large": lambda num_classes, **arch: WideResNet(num_classes, **{"widths": (135, 270, 540), **arch}),
-    # A tiny WRN-10 for tests and smoke runs: same code path, a hundredth of the cost.
-    "wrn-10-tiny": lambda num_classes, **arch: WideResNet(num_classes, **{"stem": 4, "widths": (8, 16, 16),
-                                                                         "depth": 10, **arch}),
+    # WRN-28-2: widths 32/64/128 after a 16-filter stem; 1,467,610 parameters at 10 classes and 32x32.
+    "wrn-28-2": _wrn(32),
+    # The paper's large model (Table 1): 135 filters, widths 135/270/540 at 32x32, about 26M parameters.
+    "wrn-28-large": _wrn(135),
+    # A tiny WRN-10 for tests and smoke runs: same code path, a hundredth of the cost (widths 8/16/16[/16]).
+    "wrn-10-tiny": _wrn(8, cap=16, stem=4, depth=10),
 }
 
 
-def create_model(name: str, num_classes: int = 10, **arch) -> nn.Module:
-    """Build a registered model; ``arch`` overrides its shape (e.g. the inner widths of a pruned network)."""
+def create_model(name: str, num_classes: int = 10, image_size: int = 32, **arch) -> nn.Module:
+    """Build a registered model for ``image_size`` images; ``arch`` overrides its shape (e.g. the inner widths
+    of a pruned network, or every width when rebuilding a saved model)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
-    return MODELS[name](num_classes, **arch)
+    return MODELS[name](num_classes, image_size, **arch)
 
 
 def batch_norms(model: nn.Module):
@@ -43,6 +69,6 @@ def frozen_bn_stats(model: nn.Module):
 
 
 def model_from_arch(name: str, arch: dict) -> nn.Module:
-    """Rebuild a model from the ``arch`` dict saved in a checkpoint (its num_classes included)."""
+    """Rebuild a model from the ``arch`` dict saved in a checkpoint (its num_classes and widths included)."""
     arch = dict(arch)
     return create_model(name, arch.pop("num_classes"), **arch)
