@@ -75,3 +75,29 @@ def test_to_float_maps_0_to_minus_1_and_255_to_1():
     torch.testing.assert_close(x[:, 1], torch.full((2, 4, 4), 51 * 2 / 255 - 1))
     assert to_float(images, torch.channels_last).is_contiguous(memory_format=torch.channels_last)
     assert images.dtype == torch.uint8  # the uint8 source is left alone
+
+
+def test_no_flip_never_mirrors_and_draws_no_flip():
+    """SVHN: pad 4 and crop, never a mirror (a mirrored 2 is no digit). Every output is some unmirrored crop."""
+    images = _images(64, seed=5)
+    flip, dy, dx = augment_params(64, generator=torch.Generator().manual_seed(3), flip=False)
+    assert not flip.any() and set(dy.tolist()) <= set(range(9))
+    out = augment(images, torch.Generator().manual_seed(3), pad=4, flip=False)
+    assert torch.equal(out, flip_pad_crop(images, torch.zeros(64, dtype=torch.bool), dy, dx))
+    flipped = augment(images, torch.Generator().manual_seed(3))  # the CIFAR default mirrors about half
+    mirrored = sum(any(torch.equal(flipped[i], _reference(images[i], True, y, x)) for y in range(9) for x in range(9))
+                   for i in range(16))
+    assert 3 <= mirrored <= 13
+
+
+def test_stl10_pad_12_on_96x96_equals_torchvision():
+    g = torch.Generator().manual_seed(6)
+    images = torch.randint(0, 256, (6, 3, 96, 96), generator=g, dtype=torch.uint8)
+    flip, dy, dx = augment_params(6000, generator=g, pad=12)
+    assert set(dy.tolist()) == set(range(25)) == set(dx.tolist())  # offsets 0 .. 2·12
+    flip, dy, dx = flip[:6], dy[:6], dx[:6]
+    dy[:2], dx[:2] = torch.tensor([0, 24]), torch.tensor([24, 0])  # the far corners of the padded image
+    out = flip_pad_crop(images, flip, dy, dx, pad=12)
+    for i in range(6):
+        ref = TF.crop(TF.pad(images[i], [12], padding_mode="reflect"), int(dy[i]), int(dx[i]), 96, 96)
+        assert torch.equal(out[i], TF.horizontal_flip(ref) if flip[i] else ref)

@@ -147,3 +147,42 @@ def test_every_strided_conv_of_the_wrn_pads_as_tf():
     strided = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.stride != (1, 1)]
     assert len(strided) == 4 and all(isinstance(m, Conv2d) and m.padding == (0, 0) for m in strided)
     assert {m.kernel_size for m in strided} == {(3, 3), (1, 1)}
+
+
+def wrn_params_by_hand(stem, widths, depth, classes):
+    """Parameters of the official WRN from its layer shapes: 3x3 stem; per block bn1 (2·cin), 3x3 conv1, bn2,
+    3x3 conv2 and, in a stage's first block, a 1x1 shortcut; then the last bn and the classifier (with bias)."""
+    total, cin = 3 * 3 * 3 * stem, stem
+    for width in widths:
+        for r in range((depth - 4) // 6):
+            total += 2 * cin + 9 * cin * width + 2 * width + 9 * width * width + (cin * width if r == 0 else 0)
+            cin = width
+    return total + 2 * cin + cin * classes + classes
+
+
+def test_parameter_counts_per_dataset_by_hand():
+    # WRN-28-2 at 100 classes (CIFAR-100): the classifier grows from 128·10 + 10 to 128·100 + 100.
+    assert n_params(create_model("wrn-28-2", 100)) == 1_467_610 + 128 * 90 + 90 == 1_479_220
+    assert wrn_params_by_hand(16, (32, 64, 128), 28, 10) == 1_467_610
+    # STL-10's 96x96: floor(log2 96) - 2 = 4 scales, widths 32/64/128/256. The fourth stage adds a first block
+    # (bn 2·128, conv 9·128·256, bn 2·256, conv 9·256·256, shortcut 128·256) and three more (2·256 + 2·9·256² +
+    # 2·256 each); the final bn and the classifier read 256 channels instead of 128.
+    stl = create_model("wrn-28-2", 10, image_size=96)
+    assert stl.arch["widths"] == [32, 64, 128, 256] and len(stl.blocks) == 16
+    fourth = (2 * 128 + 9 * 128 * 256 + 2 * 256 + 9 * 256 * 256 + 128 * 256) + 3 * (2 * 256 + 2 * 9 * 256 ** 2
+                                                                                  + 2 * 256)
+    assert n_params(stl) == 1_467_610 - (2 * 128 + 128 * 10 + 10) + fourth + 2 * 256 + 256 * 10 + 10 == 5_929_434
+    assert n_params(stl) == wrn_params_by_hand(16, (32, 64, 128, 256), 28, 10)
+    # The large model (135 filters) at 100 classes: 540 features into 100 classes.
+    large = create_model("wrn-28-large", 100)
+    assert n_params(large) == 25_976_769 + 540 * 90 + 90 == wrn_params_by_hand(16, (135, 270, 540), 28, 100)
+    assert create_model("wrn-28-large", 10, image_size=96).arch["widths"] == [135, 270, 540, 1080]
+    assert stl(torch.zeros(2, 3, 96, 96)).shape == (2, 10)
+
+
+def test_saved_arch_rebuilds_the_network_of_its_image_size():
+    stl = create_model("wrn-10-tiny", 10, image_size=96)
+    rebuilt = model_from_arch("wrn-10-tiny", stl.arch)  # no image size given: the widths say it
+    assert rebuilt.arch == stl.arch and n_params(rebuilt) == n_params(stl)
+    assert create_model("wrn-28-2", 10, image_size=64).arch["widths"] == [32, 64, 128, 256]  # floor(log2 64) - 2
+    assert create_model("wrn-28-2", 10, image_size=48).arch["widths"] == [32, 64, 128]  # floor(5.58) - 2 = 3
