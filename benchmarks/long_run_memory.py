@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from semisup import runner  # noqa: E402
 from semisup.config import parse_args  # noqa: E402
-from semisup.data import prepare_data  # noqa: E402
+from semisup.data import prepare_from_config  # noqa: E402
 from semisup.engine import Trainer  # noqa: E402
 from semisup.models import create_model  # noqa: E402
 from semisup.runtime import make_runtime  # noqa: E402
@@ -60,7 +60,7 @@ def main() -> None:
     cfg = parse_args(["--model", "wrn-10-tiny", "--n-labeled", "40", "--n-valid", "100", "--batch-size", "8",
                       "--eval-batch-size", "100", "--threads", "2", "--no-progress", "--amp", "none",
                       "--data-dir", data_dir, "--steps", str(args.steps), "--eval-every", str(args.every)])
-    data = prepare_data(cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed)
+    data = prepare_from_config(cfg)
     trainer = Trainer(cfg, make_runtime(cfg), data, create_model(cfg.model, data.num_classes))
     rows = []
 

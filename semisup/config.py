@@ -10,13 +10,15 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
+from . import datasets
+
 # --algorithm NAME → "module:Class" of the file that supplies its batch and loss (README, "Adding an algorithm").
 ALGORITHMS = {"mixmatch": "semisup.mixmatch:MixMatch", "supervised": "semisup.supervised:Supervised"}
 MIXUP_MODES = ("all", "none", "labeled", "unlabeled", "separate")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 DEVICES = ("auto", "cpu", "cuda")
-NUM_CLASSES = 10  # CIFAR-10: labeled and validation sets are balanced over its classes
-TRAIN_DESCRIPTION = "Train MixMatch (or the supervised baseline) on CIFAR-10."
+TRAIN_DESCRIPTION = ("Train MixMatch (or the supervised baseline) on CIFAR-10, CIFAR-100, SVHN, STL-10 or a folder "
+                     "of your own images.")
 PRUNE_SCHEDULES = ("none", "oneshot", "iterative", "agp", "set")
 SCOPES = ("global", "local")
 
@@ -25,6 +27,8 @@ RESUMABLE_FIELDS = frozenset({
     "steps", "device", "threads", "data_dir", "download", "keep_checkpoints", "force_new", "detect_anomaly",
     "progress", "eval_batch_size", "out", "init", "compile",
 })
+# Fields added after the first runs were saved, with the value such a run had: its config.json lacks them.
+LEGACY_DEFAULTS = {"dataset": "cifar10", "image_size": 0}
 
 
 class ConfigError(ValueError):
@@ -37,17 +41,28 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _opt(default, help, choices=None, flag=None):
-    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+def _opt(default, help, choices=None, flag=None, cli_default=...):
+    """A field with its flag's help; ``cli_default`` (e.g. None: "the dataset's") replaces the default on the
+    command line, where validate() resolves it."""
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag,
+                                            "cli_default": cli_default})
 
 
 @dataclass
 class Config:
     # Data
-    data_dir: str = _opt("data", "folder holding cifar-10-batches-py/")
-    download: bool = _opt(False, "download CIFAR-10 through torchvision if it is missing")
-    n_labeled: int = _opt(250, "labeled images, balanced over classes")
-    n_valid: int = _opt(5000, "validation images held out of the training set, balanced over classes")
+    dataset: str = _opt("cifar10", "cifar10, cifar100, svhn, svhn-extra (train + extra), stl10, or folder:PATH (your "
+                                   "own images: PATH/train/<class>/*, optional PATH/unlabeled/, PATH/test/<class>/*; "
+                                   "see docs/datasets.md)")
+    data_dir: str = _opt("data", "folder holding the datasets (cifar-10-batches-py/, cifar-100-python/, svhn/, "
+                                 "stl10_binary/); not used by folder:PATH")
+    download: bool = _opt(False, "download the dataset through torchvision if it is missing")
+    image_size: int = _opt(0, "folder:PATH only: resize every image to this square size (0: the most common size "
+                              "of the folder's images)")
+    n_labeled: int = _opt(250, "labeled images, balanced over classes (STL-10 at 1000: the official fold --seed)")
+    n_valid: int = _opt(5000, "validation images held out of the unlabeled training images, balanced over classes "
+                              "(default: 5000; STL-10 1000 of its labeled-train images, 0 at 5000 labels; folder:PATH "
+                              "0)", cli_default=None)
     seed: int = _opt(1, "seed for the labeled split, initialisation and every random draw")
     # Model and algorithm
     model: str = _opt("wrn-28-2", "architecture (see semisup.models.MODELS)")
@@ -78,7 +93,8 @@ class Config:
     eval_batch_size: int = _opt(0, "images per evaluation batch (0: the device's default, 128 on the CPU, 1024 on "
                                    "CUDA)")
     n_eval_last: int = _opt(20, "the reported number is the median EMA test accuracy of this many last evals")
-    out: str = _opt("", "run folder (default runs/cifar10@<n_labeled>[-<algorithm>])")
+    out: str = _opt("", "run folder (default runs/<dataset>@<n_labeled>[-<algorithm>], a folder:PATH dataset as "
+                        "folder-<last part of PATH>)")
     force_new: bool = _opt(False, "start afresh even if --out holds a run with another configuration")
     keep_checkpoints: int = _opt(1, "older checkpoints kept besides last.pt (last-1.pt, ...); older ones are "
                                     "deleted, so a run holds at most N+1 checkpoints")
@@ -120,7 +136,7 @@ class Config:
         if self.out:
             return self.out
         suffix = "" if self.algorithm == "mixmatch" else f"-{self.algorithm}"
-        return f"runs/cifar10@{self.n_labeled}{suffix}"
+        return f"runs/{datasets.tag(self.dataset)}@{self.n_labeled}{suffix}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -140,8 +156,32 @@ def _divisors(n: int) -> str:
     return f"a divisor of {n}{listed}"
 
 
+def _validate_dataset(cfg: Config) -> None:
+    """The dataset's own checks: the class count the balanced split needs, the flags only some datasets take."""
+    if not datasets.known(cfg.dataset):
+        raise ConfigError(f"--dataset must be one of {', '.join(datasets.CHOICES)} (got {cfg.dataset})")
+    spec, folder = datasets.spec_of(cfg.dataset), datasets.is_folder(cfg.dataset)
+    k = spec.num_classes
+    checks = [
+        (folder or not cfg.image_size,
+         f"--image-size is for folder:PATH datasets ({cfg.dataset} images are {spec.image_size}x{spec.image_size})"),
+        (cfg.image_size == 0 or cfg.image_size >= datasets.FOLDER_MIN_SIZE,
+         f"--image-size must be 0 (the most common size) or at least {datasets.FOLDER_MIN_SIZE} (got "
+         f"{cfg.image_size})"),
+        (not (folder and cfg.download), "--download fetches the paper's datasets; a folder:PATH dataset is read from "
+                                        "PATH"),
+        (not k or cfg.n_labeled % k == 0, f"--n-labeled must be a multiple of the {k} classes (got {cfg.n_labeled})"),
+        (not k or cfg.n_valid % k == 0, f"--n-valid must be a multiple of the {k} classes (got {cfg.n_valid})"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
 def validate(cfg: Config) -> Config:
     """Refuse values that would fail later or silently train something else."""
+    if cfg.n_valid is None:
+        cfg.n_valid = datasets.default_n_valid(cfg.dataset, cfg.n_labeled)
     checks = [
         (cfg.K >= 1, f"--K must be at least 1 (got {cfg.K})"),
         (cfg.T > 0, f"--T must be positive (got {cfg.T})"),
@@ -153,10 +193,6 @@ def validate(cfg: Config) -> Config:
         (cfg.eval_batch_size >= 0, f"--eval-batch-size must not be negative (got {cfg.eval_batch_size})"),
         (cfg.n_labeled >= 1, f"--n-labeled must be at least 1 (got {cfg.n_labeled})"),
         (cfg.n_valid >= 0, f"--n-valid must not be negative (got {cfg.n_valid})"),
-        (cfg.n_labeled % NUM_CLASSES == 0,
-         f"--n-labeled must be a multiple of the {NUM_CLASSES} classes (got {cfg.n_labeled})"),
-        (cfg.n_valid % NUM_CLASSES == 0,
-         f"--n-valid must be a multiple of the {NUM_CLASSES} classes (got {cfg.n_valid})"),
         (cfg.wd >= 0, f"--wd must not be negative (got {cfg.wd})"),
         (0 <= cfg.ema_decay < 1, f"--ema-decay must be in [0, 1) (got {cfg.ema_decay})"),
         (cfg.lambda_u >= 0, f"--lambda-u must not be negative (got {cfg.lambda_u})"),
@@ -175,6 +211,7 @@ def validate(cfg: Config) -> Config:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _validate_dataset(cfg)
     _validate_pruning(cfg)
     if cfg.algorithm not in ALGORITHMS:
         raise ConfigError(f"--algorithm must be one of {', '.join(ALGORITHMS)} (got {cfg.algorithm})")
@@ -205,8 +242,16 @@ def _validate_pruning(cfg: Config) -> None:
 
 def config_differences(old: dict, new: dict) -> list:
     """The keys that make two configurations different experiments (those outside RESUMABLE_FIELDS)."""
+    old, new = {**LEGACY_DEFAULTS, **old}, {**LEGACY_DEFAULTS, **new}
     keys = sorted((set(old) | set(new)) - RESUMABLE_FIELDS)
     return [k for k in keys if old.get(k) != new.get(k)]
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults in the help, except an unset one (None), whose help text says what decides it."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -222,7 +267,7 @@ def _flag(f) -> str:
 
 def build_parser(prog: Optional[str] = None, description: Optional[str] = None) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=prog, description=description,
-                     formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+                     formatter_class=_HelpFormatter, allow_abbrev=False)
     for f in fields(Config):
         flag, help_text = _flag(f), f.metadata["help"]
         if f.type in (bool, "bool"):
@@ -232,7 +277,8 @@ def build_parser(prog: Optional[str] = None, description: Optional[str] = None) 
             parser.add_argument(flag, dest=f.name, action=action, default=f.default, help=help_text)
             continue
         kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-        parser.add_argument(flag, dest=f.name, type=kind, default=f.default, choices=f.metadata["choices"],
+        default = f.default if f.metadata["cli_default"] is ... else f.metadata["cli_default"]
+        parser.add_argument(flag, dest=f.name, type=kind, default=default, choices=f.metadata["choices"],
                             help=help_text, metavar=f.name.upper() if not f.metadata["choices"] else None)
     return parser
 

@@ -1,107 +1,23 @@
-"""CIFAR-10 loading, the seeded labeled/validation/unlabeled split, and resumable infinite samplers.
+"""The seeded labeled/validation/unlabeled split of any dataset, and resumable infinite samplers.
 
-Images stay uint8 ``[N, 3, 32, 32]`` tensors for the whole run (150 MB for CIFAR-10) so that augmentation can work
-on whole batches on the training device (see ``augment.py``) instead of one PIL image at a time.
+The datasets themselves are read by ``semisup.datasets`` (one loader per official format). Images stay uint8
+``[N, 3, H, W]`` tensors for the whole run (150 MB for CIFAR-10; docs/datasets.md gives every dataset's) so that
+augmentation can work on whole batches on the training device (see ``augment.py``) instead of one PIL image at a
+time.
 """
-import os
-import pickle
+import sys
 from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from .config import ConfigError
+from .datasets import Dataset, Source, concat, load_source, spec_of
+from .datasets.cifar import CIFAR10_CLASSES, CIFAR10_FOLDER, download_cifar10, load_cifar10
 
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-CIFAR10_FOLDER = "cifar-10-batches-py"
-TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
-TEST_FILES = ("test_batch",)
-
-
-@dataclass
-class Dataset:
-    images: torch.Tensor  # uint8 [N, 3, 32, 32]
-    labels: torch.Tensor  # int64 [N]
-
-    def __len__(self):
-        return len(self.labels)
-
-    def subset(self, idx) -> "Dataset":
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        return Dataset(self.images[idx], self.labels[idx])
-
-    def to(self, device) -> "Dataset":
-        return Dataset(self.images.to(device), self.labels.to(device))
-
-
-def _missing_message(folder: str) -> str:
-    return (f"CIFAR-10 not found in {folder}/{CIFAR10_FOLDER}: rerun with --download to fetch it, "
-            f"or put the official python-version batches (cifar-10-batches-py/) in {folder}")
-
-
-def download_cifar10(data_dir: str) -> None:
-    """Fetch and unpack the official archive through torchvision (needs a network)."""
-    from torchvision.datasets import CIFAR10
-    try:
-        CIFAR10(data_dir, train=True, download=True)
-    except (OSError, RuntimeError) as err:
-        raise ConfigError(f"could not download CIFAR-10 into {data_dir}: {err}") from None
-
-
-# The only callables a CIFAR batch pickle may name: numpy's array and scalar rebuilders (numpy 1 and 2 spell
-# their module differently). Anything else in a data file is refused instead of being called.
-_NUMPY_GLOBALS = {"_reconstruct": np.ndarray.__reduce__(np.zeros(1))[0], "scalar": np.int64(0).__reduce__()[0],
-                  "ndarray": np.ndarray, "dtype": np.dtype}
-_NUMPY_MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, strings and numpy arrays only: a pickle can name any function to call on load."""
-
-    def find_class(self, module, name):
-        if module in _NUMPY_MODULES and name in _NUMPY_GLOBALS:
-            return _NUMPY_GLOBALS[name]
-        raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays are allowed")
-
-
-def _read_batch(path: str, num_classes: int):
-    try:
-        with open(path, "rb") as f:
-            entry = _ArrayUnpickler(f, encoding="latin1").load()
-        data, labels = np.asarray(entry["data"]), np.asarray(entry["labels"] if "labels" in entry
-                                                                   else entry["fine_labels"])
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError, AttributeError,
-            IndexError) as err:
-        raise ConfigError(f"malformed CIFAR batch file {path}: {type(err).__name__}: {err}") from None
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise ConfigError(f"malformed CIFAR batch file {path}: expected uint8 images of shape [N, 3072], "
-                          f"got {data.dtype} {list(data.shape)}")
-    if labels.shape != (len(data),):
-        raise ConfigError(f"malformed CIFAR batch file {path}: {labels.size} labels for {len(data)} images")
-    if len(labels) and not np.issubdtype(labels.dtype, np.integer):
-        raise ConfigError(f"malformed CIFAR batch file {path}: labels must be integers, got {labels.dtype}")
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ConfigError(f"malformed CIFAR batch file {path}: labels must lie in [0, {num_classes - 1}], "
-                          f"found {labels.min()}..{labels.max()}")
-    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
-
-
-def load_cifar10(data_dir: str, download: bool = False, num_classes: int = 10):
-    """Return (train, test) Datasets from ``data_dir/cifar-10-batches-py``; one clear error if absent or bad."""
-    folder = os.path.join(data_dir, CIFAR10_FOLDER)
-    if download and not all(os.path.exists(os.path.join(folder, f)) for f in TRAIN_FILES + TEST_FILES):
-        download_cifar10(data_dir)
-    missing = [f for f in TRAIN_FILES + TEST_FILES if not os.path.isfile(os.path.join(folder, f))]
-    if missing:
-        raise ConfigError(_missing_message(data_dir) + f" (missing: {', '.join(missing)})")
-
-    def read(names):
-        parts = [_read_batch(os.path.join(folder, n), num_classes) for n in names]
-        images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
-        return Dataset(images, torch.from_numpy(np.concatenate([p[1] for p in parts])))
-
-    return read(TRAIN_FILES), read(TEST_FILES)
-
+__all__ = ["CIFAR10_CLASSES", "CIFAR10_FOLDER", "Dataset", "InfiniteSampler", "SSLData", "Split", "download_cifar10",
+           "load_cifar10", "prepare_data", "split_fold", "split_indices"]
 
 @dataclass
 class Split:
@@ -110,13 +26,15 @@ class Split:
     unlabeled: np.ndarray
 
 
-def split_indices(labels, n_labeled: int, n_valid: int, seed: int, num_classes: int = 10) -> Split:
+def split_indices(labels, n_labeled: int, n_valid: int, seed: int, num_classes: int = 10,
+                  class_names: Sequence[str] = (), min_left: int = 1) -> Split:
     """Balanced labeled and validation sets chosen by ``seed``; unlabeled = every other training image.
 
     Uses numpy's legacy MT19937 ``RandomState``, whose stream is fixed across platforms and numpy versions, so
     the same seed picks the same images on any machine. Each class's permutation gives its labeled images first,
     so the labeled set depends on ``seed`` and ``n_labeled`` only (not on ``n_valid``), and smaller labeled sets
-    are subsets of larger ones.
+    are subsets of larger ones. Each class keeps ``min_left`` unlabeled images (0 where the dataset has other
+    unlabeled images, as STL-10 at 5,000 labels, which labels its whole training set).
     """
     labels = np.asarray(labels)
     if n_labeled % num_classes or n_valid % num_classes:
@@ -127,8 +45,9 @@ def split_indices(labels, n_labeled: int, n_valid: int, seed: int, num_classes: 
     labeled, valid = [], []
     for c in range(num_classes):
         idx = np.flatnonzero(labels == c)
-        if len(idx) < per_lb + per_valid + 1:
-            raise ConfigError(f"class {c} has {len(idx)} training images: too few for {per_lb} labeled and "
+        if len(idx) < per_lb + per_valid + min_left:
+            name = class_names[c] if class_names else c
+            raise ConfigError(f"class {name} has {len(idx)} training images: too few for {per_lb} labeled and "
                               f"{per_valid} validation images per class (lower --n-labeled or --n-valid)")
         idx = rng.permutation(idx)
         labeled.append(idx[:per_lb])
@@ -137,6 +56,15 @@ def split_indices(labels, n_labeled: int, n_valid: int, seed: int, num_classes: 
     taken = np.zeros(len(labels), dtype=bool)
     taken[labeled] = taken[valid] = True
     return Split(labeled=labeled, valid=valid, unlabeled=np.flatnonzero(~taken))
+
+
+def split_fold(labels, fold, n_valid: int, seed: int, num_classes: int, class_names: Sequence[str] = ()) -> Split:
+    """An official fold as the labeled set (STL-10); validation images, balanced and chosen by ``seed``, come out
+    of the images the fold leaves, and the rest of those are unlabeled."""
+    labels = np.asarray(labels)
+    rest = np.setdiff1d(np.arange(len(labels)), fold)
+    inner = split_indices(labels[rest], 0, n_valid, seed, num_classes, class_names, min_left=0)
+    return Split(labeled=np.sort(np.asarray(fold)), valid=rest[inner.valid], unlabeled=rest[inner.unlabeled])
 
 
 class InfiniteSampler:
@@ -183,17 +111,66 @@ class SSLData:
     unlabeled: Dataset
     valid: Dataset
     test: Dataset
-    split: Split
+    split: Split  # indices into the labeled pool; ``unlabeled`` also holds the dataset's unlabeled-only images
     num_classes: int
+    class_names: Tuple[str, ...] = ()
+    image_size: int = 32
+    pad: int = 4  # the dataset's augmentation: reflect padding before the random crop ...
+    flip: bool = True  # ... and whether to mirror at random
+
+
+def _fold_seed(source: Source, seed: int, n_labeled: int) -> np.ndarray:
+    folds = source.folds
+    if not 1 <= seed <= len(folds):
+        raise ConfigError(f"--seed {seed} picks fold {seed} of fold_indices.txt for {n_labeled} labels, but it "
+                          f"holds folds 1-{len(folds)}")
+    return folds[seed - 1]
+
+
+def make_split(source: Source, n_labeled: int, n_valid: int, seed: int) -> Split:
+    """The run's split of the labeled pool, as the official code makes it.
+
+    STL-10 at the fold size (1,000 labels) labels fold ``--seed``; otherwise the balanced seeded split. Where the
+    dataset has images that never carry labels (STL-10's 100,000, a folder's unlabeled/), every image of the pool
+    may be labeled (STL-10 at 5,000); otherwise each class keeps at least one unlabeled image.
+    """
+    train, names = source.train, source.class_names
+    extra = source.unlabeled is not None and len(source.unlabeled) > 0
+    if source.folds and n_labeled == len(source.folds[0]):
+        return split_fold(train.labels.numpy(), _fold_seed(source, seed, n_labeled), n_valid, seed, len(names),
+                          names)
+    if n_labeled + n_valid > len(train) or (n_labeled + n_valid == len(train) and not extra):
+        bound = "at most" if extra else "smaller than"
+        raise ConfigError(f"--n-labeled ({n_labeled}) + --n-valid ({n_valid}) must be {bound} the "
+                          f"{len(train)} training images")
+    return split_indices(train.labels.numpy(), n_labeled, n_valid, seed, len(names), names, min_left=0 if extra
+                         else 1)
 
 
 def prepare_data(data_dir: str, n_labeled: int, n_valid: int, seed: int, download: bool = False,
-                 num_classes: int = 10) -> SSLData:
-    """Load CIFAR-10 and cut it into labeled / unlabeled / validation sets (test set as given)."""
-    train, test = load_cifar10(data_dir, download, num_classes)
-    if n_labeled + n_valid >= len(train):
-        raise ConfigError(f"--n-labeled ({n_labeled}) + --n-valid ({n_valid}) must be smaller than the "
-                          f"{len(train)} training images")
-    split = split_indices(train.labels.numpy(), n_labeled, n_valid, seed, num_classes)
-    return SSLData(labeled=train.subset(split.labeled), unlabeled=train.subset(split.unlabeled),
-                   valid=train.subset(split.valid), test=test, split=split, num_classes=num_classes)
+                 dataset: str = "cifar10", image_size: int = 0) -> SSLData:
+    """Load ``dataset`` and cut it into labeled / unlabeled / validation sets (test set as given).
+
+    The split is checked before anything is written: only then are the caches of a first decode saved and the
+    loader's notes logged, so a refused command leaves the disk as it found it.
+    """
+    spec, source = spec_of(dataset), load_source(dataset, data_dir, download, image_size)
+    split = make_split(source, n_labeled, n_valid, seed)
+    for write in source.pending:
+        write()
+    for note in source.notes:
+        print(note, file=sys.stderr)
+    train = source.train
+    unlabeled = train.subset(split.unlabeled)
+    if source.unlabeled is not None and len(source.unlabeled):
+        unlabeled = concat([unlabeled, source.unlabeled])
+    return SSLData(labeled=train.subset(split.labeled), unlabeled=unlabeled, valid=train.subset(split.valid),
+                   test=source.test, split=split, num_classes=len(source.class_names),
+                   class_names=tuple(source.class_names), image_size=int(train.images.shape[-1]), pad=spec.pad,
+                   flip=spec.flip)
+
+
+def prepare_from_config(cfg, download: Optional[bool] = None, data_dir: str = "") -> SSLData:
+    """``prepare_data`` with a run's configuration (its dataset, split and image size)."""
+    return prepare_data(data_dir or cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed,
+                        cfg.download if download is None else download, cfg.dataset, cfg.image_size)

@@ -17,7 +17,7 @@ from typing import Callable, Tuple
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .augment import augment, to_float
+from .augment import PAD, augment, to_float
 from .batch import Batch
 from .compress.masks import load_masked, split_masks
 from .config import ALGORITHMS, Config
@@ -40,10 +40,11 @@ def make_algorithm(cfg: Config, num_classes: int):
 
 
 def draw_views(images: Dataset, idx: torch.Tensor, count: int, memory_format=torch.contiguous_format,
-               generator=None):
-    """``count`` independently augmented float views of the images at ``idx``, and their labels."""
+               generator=None, pad: int = PAD, flip: bool = True):
+    """``count`` independently augmented float views of the images at ``idx``, and their labels; ``pad`` and
+    ``flip`` are the dataset's augmentation (``SSLData.pad``, ``SSLData.flip``)."""
     raw = images.images[idx]
-    return [to_float(augment(raw, generator), memory_format) for _ in range(count)], images.labels[idx]
+    return [to_float(augment(raw, generator, pad, flip), memory_format) for _ in range(count)], images.labels[idx]
 
 
 class Trainer:
@@ -94,7 +95,8 @@ class Trainer:
     # ----- one optimizer step -------------------------------------------------------------------------
     def _views(self, name: str, count: int):
         idx = to_device(self.samplers[name].next(), self.rt.device)
-        return draw_views(self.device_data[name], idx, count, self.rt.memory_format)
+        return draw_views(self.device_data[name], idx, count, self.rt.memory_format, pad=self.data.pad,
+                          flip=self.data.flip)
 
     def next_batch(self) -> Batch:
         """Draw this rank's batch (augment; MixMatch: guess labels and mix), all under the current weights."""

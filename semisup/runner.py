@@ -13,7 +13,7 @@ import torch
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, model_from_checkpoint, save_checkpoint
 from .compress.training import install as install_compression
 from .config import TRAIN_DESCRIPTION, Config, ConfigError, config_differences, first_line, parse_args
-from .data import prepare_data
+from .data import SSLData, prepare_from_config
 from .distributed import barrier, broadcast_from_main, mean_over_ranks, shutdown
 from .engine import Trainer
 from .guard import LossGuard, NonFiniteLoss, check_weights_finite, guarded_step
@@ -63,11 +63,13 @@ def make_run_dir(cfg: Config) -> str:
     return out
 
 
-def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
+def build_model(cfg: Config, data: SSLData) -> torch.nn.Module:
+    """The --model network for the dataset's class count and image size, or the shape and weights of --init."""
     if cfg.model not in MODELS:
         raise ConfigError(f"--model must be one of {', '.join(sorted(MODELS))} (got {cfg.model})")
+    num_classes = data.num_classes
     if not cfg.init:
-        return create_model(cfg.model, num_classes)
+        return create_model(cfg.model, num_classes, image_size=data.image_size)
     try:
         state = load_checkpoint(cfg.init)
     except CheckpointError as err:
@@ -163,9 +165,9 @@ def train(cfg: Config) -> dict:
 def _train(cfg: Config, rt) -> dict:
     out = check_run_dir(cfg) if rt.is_main else cfg.run_dir
     barrier(rt.world_size)  # no rank reads the folder before rank 0 has checked it
-    data = prepare_data(cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed, cfg.download)
+    data = prepare_from_config(cfg)
     torch.manual_seed(cfg.seed)
-    trainer = Trainer(cfg, rt, data, build_model(cfg, data.num_classes))
+    trainer = Trainer(cfg, rt, data, build_model(cfg, data))
     install_compression(trainer)  # slimming penalty, pruning schedule, masks of --init
     torch.manual_seed(cfg.seed * 1000 + rt.rank)  # each rank draws its own augmentations and mixup
     if not cfg.force_new:

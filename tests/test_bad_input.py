@@ -25,6 +25,7 @@ from semisup.config import parse_args
 from semisup.models import create_model
 
 from conftest import ROOT, TINY, write_fake_cifar
+from datasets_support import write_image_folder
 
 TRAIN = os.path.join(ROOT, "train.py")
 
@@ -57,6 +58,23 @@ def _damaged_data(root, marker):
     _rewrite_batch(folders["payload"], "data_batch_1", data=_Payload(marker))
     _rewrite_batch(folders["shape"], "data_batch_2", data=np.zeros((120, 32, 32, 3), np.uint8))
     _rewrite_batch(folders["labels"], "test_batch", labels=[10] * 200)
+    return folders
+
+
+def _bad_folders(root):
+    """Image folders (train/, unlabeled/, test/), each with one defect the loader must name."""
+    folders = {name: write_image_folder(os.path.join(root, f"images-{name}"), per_class=4, test_per_class=1,
+                                        unlabeled=2, odd_size=(16, 16))
+               for name in ("one class", "test class", "unreadable", "too few")}
+    for name in ("dog", "fox"):
+        shutil.rmtree(os.path.join(folders["one class"], "train", name))
+    os.makedirs(os.path.join(folders["test class"], "test", "wolf"))
+    shutil.copy(os.path.join(folders["test class"], "test", "cat", "000.jpg"),
+                os.path.join(folders["test class"], "test", "wolf", "000.jpg"))
+    for name in ("000.jpg", "001.png"):
+        os.remove(os.path.join(folders["too few"], "train", "dog", name))
+    with open(os.path.join(folders["unreadable"], "train", "dog", "002.png"), "wb") as f:
+        f.write(b"not a PNG at all")
     return folders
 
 
@@ -94,7 +112,12 @@ def _workspace(root, data, marker):
     with open(os.path.join(root, "a-file"), "w") as f:
         f.write("x")
     return SimpleNamespace(root=root, marker=marker, base=TINY + ["--data-dir", data, "--steps", "2"],
-                           bad=_damaged_data(root, marker), files=_files(root, marker))
+                           bad=_damaged_data(root, marker), files=_files(root, marker), folders=_bad_folders(root))
+
+
+def _folder(w, name, n_labeled="6"):
+    return TINY + ["--dataset", f"folder:{w.folders[name]}", "--n-labeled", n_labeled, "--n-valid", "0",
+                   "--steps", "2"]
 
 
 # (name, flags built from the workspace, fragment of the expected message); a fresh --out is added if none given.
@@ -145,6 +168,19 @@ IN_PROCESS_CASES = [
      "not a readable semisup checkpoint"),
     ("init missing", lambda w: w.base + ["--init", os.path.join(w.root, "gone.pt")], "no such checkpoint file"),
     ("unknown model", lambda w: w.base + ["--model", "wrn-99"], "--model must be one of"),
+    ("unknown dataset", lambda w: w.base + ["--dataset", "mnist"], "--dataset must be one of cifar10, cifar100"),
+    ("image size not folder", lambda w: w.base + ["--image-size", "64"], "--image-size is for folder:PATH datasets"),
+    ("image size too small", lambda w: _folder(w, "too few") + ["--image-size", "4"], "or at least 8 (got 4)"),
+    ("folder download", lambda w: _folder(w, "too few") + ["--download"], "a folder:PATH dataset is read from"),
+    ("folder missing", lambda w: TINY + ["--dataset", f"folder:{w.root}/no-images"], "no such folder"),
+    ("folder one class", lambda w: _folder(w, "one class"),
+     "train needs at least two class folders, found 1: cat"),
+    ("folder test class", lambda w: _folder(w, "test class"), "test/wolf is a class that"),
+    ("folder unreadable", lambda w: _folder(w, "unreadable"), "cannot read image"),
+    ("folder too few", lambda w: _folder(w, "too few", "9"),
+     "class dog has 2 training images: too few for 3 labeled and 0 validation images per class"),
+    ("folder classes multiple", lambda w: _folder(w, "too few", "10"),
+     "--n-labeled (10) and --n-valid (0) must be multiples of the number of classes (3)"),
 ]
 
 
@@ -207,7 +243,10 @@ def in_process_outcome(workspace):
         out = args[args.index("--out") + 1]
         before, stderr = _snapshot(out), io.StringIO()
         with contextlib.redirect_stderr(stderr):
-            returncode = runner.main(args)
+            try:
+                returncode = runner.main(args)
+            except SystemExit as exit_:  # refused by the command line itself (parse_args), as train.py exits
+                returncode = exit_.code
         results[name] = (returncode, stderr.getvalue(), before, _snapshot(out))
     return results
 
@@ -216,6 +255,13 @@ def in_process_outcome(workspace):
                          ids=[n for n, _, _ in IN_PROCESS_CASES])
 def test_bad_input_in_process(in_process_outcome, workspace, name, fragment):
     _assert_refused(*in_process_outcome[name], fragment, workspace.marker)
+
+
+def test_refused_folders_get_no_cache(in_process_outcome, workspace):
+    """A refused folder dataset is left as it was: its decoded images are not cached either."""
+    assert all(in_process_outcome[f"folder {name}"][0] == 2 for name in ("one class", "unreadable", "too few"))
+    for folder in workspace.folders.values():
+        assert not os.path.exists(os.path.join(folder, ".semisup-cache"))
 
 
 def readme_messages():

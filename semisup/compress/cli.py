@@ -12,7 +12,7 @@ import torch
 
 from ..checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, load_checkpoint, model_from_checkpoint
 from ..config import Config, ConfigError, OneLineParser
-from ..data import prepare_data
+from ..data import prepare_from_config
 from ..evaluate.metrics import accuracy, predict
 from ..models import model_from_arch
 from ..records import write_json
@@ -106,7 +106,7 @@ def load_source(path: str):
 
 def load_data(args, cfg: Config, needed: bool):
     try:
-        return prepare_data(args.data_dir or cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed)
+        return prepare_from_config(cfg, download=False, data_dir=args.data_dir)
     except ConfigError as err:
         if needed:
             raise

@@ -23,7 +23,7 @@ def training_loss_fn(cfg: Config, data: SSLData, device: torch.device, batch_siz
     generator = torch.Generator().manual_seed(seed)
 
     def views(ds, sampler, count):
-        x, y = draw_views(ds, sampler.next(), count, generator=generator)
+        x, y = draw_views(ds, sampler.next(), count, generator=generator, pad=data.pad, flip=data.flip)
         return [v.to(device) for v in x], y.to(device)
 
     def loss_fn(model: nn.Module, i: int) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """``evaluate.py``'s body: a checkpoint in; accuracy, per-class scores, confusion matrix, calibration out.
 
-The images are those the run itself used: the split is rebuilt from the checkpoint's configuration (``n_labeled``,
-``n_valid``, ``seed``), so ``--split valid`` and ``--split labeled`` are the very images held out or labeled in
-training. Every number is computed from the saved logits (predictions.npz), so anyone can recompute them.
+The images are those the run itself used: the split is rebuilt from the checkpoint's configuration (``dataset``,
+``image_size``, ``n_labeled``, ``n_valid``, ``seed``), so ``--split valid`` and ``--split labeled`` are the very
+images held out or labeled in training. Every number is computed from the saved logits (predictions.npz), so
+anyone can recompute them.
 """
 import argparse
 import os
@@ -15,8 +16,8 @@ import numpy as np
 import torch
 
 from ..checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from ..config import AMP_MODES, DEVICES, Config, ConfigError, OneLineParser
-from ..data import CIFAR10_CLASSES, SSLData, prepare_data
+from ..config import AMP_MODES, DEVICES, LEGACY_DEFAULTS, Config, ConfigError, OneLineParser
+from ..data import SSLData, prepare_data
 from ..records import write_json
 from ..runtime import Runtime, resolve_amp, resolve_device, resolve_memory_format
 from .metrics import classification_report, compare_reports, predict
@@ -26,7 +27,7 @@ from .restore import recalibrate_bn
 
 PROG = "evaluate.py"
 SPLITS = ("test", "valid", "labeled")
-SPLIT_KEYS = ("n_labeled", "n_valid", "seed")
+SPLIT_KEYS = ("dataset", "image_size", "n_labeled", "n_valid", "seed")
 # Batch-norm re-estimation averages per-batch statistics, so its batch size is fixed (not the device's evaluation
 # default): the same checkpoint gets the same statistics on every device.
 RECALIBRATION_BATCH = 1024
@@ -43,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=SPLITS, default="test",
                    help="the test set, or the run's own validation or labeled images (default: test)")
     p.add_argument("--data-dir", default="",
-                   help="folder holding cifar-10-batches-py/ (default: the checkpoint's --data-dir)")
+                   help="folder holding the run's dataset (default: the checkpoint's --data-dir; a folder:PATH "
+                        "dataset is read from its PATH)")
     p.add_argument("--batch-size", type=int, default=0,
                    help="images per forward pass (default 0: the device's, 128 on the CPU, 1024 on CUDA)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (CUDA when present), cpu or cuda "
@@ -77,17 +79,19 @@ class Evaluation:
 
 
 def split_settings(state: dict, split: str, source: str) -> dict:
-    """n_labeled / n_valid / seed of the run; the paper's defaults where a checkpoint carries no configuration."""
+    """dataset / image_size / n_labeled / n_valid / seed of the run; the paper's defaults (CIFAR-10) where a
+    checkpoint carries no configuration, or one saved before the dataset was recorded."""
     cfg = state.get("config") if isinstance(state.get("config"), dict) else None
     if cfg is None and split != "test":
         raise ConfigError(f"{source} holds no training configuration, so its {split} images cannot be "
                           f"rebuilt; use --split test")
-    defaults = Config()
-    return {k: (cfg or {}).get(k, getattr(defaults, k)) for k in SPLIT_KEYS}
+    defaults = {**Config().to_dict(), **LEGACY_DEFAULTS}
+    return {k: (cfg or {}).get(k, defaults[k]) for k in SPLIT_KEYS}
 
 
-def class_names(num_classes: int):
-    return list(CIFAR10_CLASSES) if num_classes == len(CIFAR10_CLASSES) else [f"class{i}" for i in range(num_classes)]
+def class_names(data: SSLData):
+    """The dataset's class names, or the class indices where it has none."""
+    return list(data.class_names) or [f"class{i}" for i in range(data.num_classes)]
 
 
 def check_classes(state: dict, data: SSLData, source: str) -> None:
@@ -97,7 +101,8 @@ def check_classes(state: dict, data: SSLData, source: str) -> None:
 
 
 def load_data(data_dir: str, settings: dict, state: dict, source: str) -> SSLData:
-    data = prepare_data(data_dir, settings["n_labeled"], settings["n_valid"], settings["seed"])
+    data = prepare_data(data_dir, settings["n_labeled"], settings["n_valid"], settings["seed"],
+                        dataset=settings["dataset"], image_size=settings["image_size"])
     check_classes(state, data, source)
     return data
 
@@ -124,7 +129,7 @@ def evaluate_checkpoint(path: str, state: dict, data: SSLData, settings: dict, a
     logits = predict(model, ds.images, args.batch_size, rt.device, rt.memory_format, rt.autocast())
     elapsed = time.perf_counter() - start
     logits, labels = logits.numpy(), ds.labels.numpy()
-    report = classification_report(logits, labels, class_names(data.num_classes))
+    report = classification_report(logits, labels, class_names(data))
     info = {"checkpoint": path, "step": state.get("step"), "weights": args.weights, "model_name": state["model_name"],
             "arch": state["arch"], "config": state.get("config"), "split": args.split, "split_size": len(ds),
             "recalibrate_bn": args.recalibrate_bn, "img_per_sec": len(ds) / max(elapsed, 1e-9),
