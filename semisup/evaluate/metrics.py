@@ -118,3 +118,17 @@ def compare_reports(a: dict, b: dict, class_names: Sequence[str]) -> dict:
                       for name, x, y in zip(class_names, acc_a, acc_b)],
         "confusion_matrix_diff": (cm_b - cm_a).tolist(),
     }
+
+
+def top_confusions(cm, k: int = 20) -> list:
+    """The ``k`` largest off-diagonal cells of a confusion matrix (rows: true class), largest first.
+
+    Each is (true, predicted, count, percent of the true class's images); ties go to the lower (true, predicted).
+    Cells with no image are left out, so a near-perfect model lists fewer than ``k``. This is what a 100-class
+    matrix can be read by in text: the pairs the model mixes up most.
+    """
+    cm = np.asarray(cm)
+    rows = cm.sum(1)
+    cells = [(int(cm[i, j]), i, j) for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] > 0]
+    cells.sort(key=lambda c: (-c[0], c[1], c[2]))
+    return [(i, j, n, 100.0 * n / rows[i]) for n, i, j in cells[:k]]

@@ -10,7 +10,10 @@ from typing import List, Sequence
 
 import numpy as np
 
-PRINT_MATRIX_MAX = 20  # wider confusion matrices are left to the PNG and metrics.json
+from .metrics import top_confusions
+
+PRINT_MATRIX_MAX = 20  # wider confusion matrices are printed as their largest confusions (the PNG has them all)
+TOP_CONFUSIONS = 20
 
 
 def _fmt(value, spec: str) -> str:
@@ -49,6 +52,24 @@ def format_matrix(matrix, class_names: Sequence[str], signed: bool = False) -> s
     return "\n".join(lines)
 
 
+def format_top_confusions(matrix, class_names: Sequence[str], k: int = TOP_CONFUSIONS) -> str:
+    """``true -> predicted: count (percent of the true class)``, the k largest off-diagonal cells first."""
+    cells = top_confusions(matrix, k)
+    if not cells:
+        return "(no confusions: every image is predicted as its true class)"
+    pairs = [f"{class_names[i]} -> {class_names[j]}" for i, j, _, _ in cells]
+    width = max(len(p) for p in pairs) + 1
+    return "\n".join(f"{p + ':':<{width}} {n:>5d} ({pct:.1f} %)" for p, (_, _, n, pct) in zip(pairs, cells))
+
+
+def _matrix_section(matrix, class_names: Sequence[str]) -> list:
+    if len(class_names) <= PRINT_MATRIX_MAX:
+        return ["confusion matrix (rows: true class, columns: predicted class)", format_matrix(matrix, class_names)]
+    return [f"top {TOP_CONFUSIONS} confusions of {len(class_names)} classes (true -> predicted: count, % of the true "
+            f"class; the whole matrix is in confusion_matrix.png and metrics.json)",
+            format_top_confusions(matrix, class_names)]
+
+
 def format_report(info: dict, report: dict, class_names: Sequence[str]) -> str:
     """The printed summary: where the numbers come from, accuracy, calibration, speed, then the two tables."""
     bn = f", batch norm re-estimated on {info['recalibrate_bn']} training images" if info["recalibrate_bn"] else ""
@@ -59,8 +80,7 @@ def format_report(info: dict, report: dict, class_names: Sequence[str]) -> str:
         f"ECE ({report['ece_bins']} bins) {report['ece']:.4f}   {info['img_per_sec']:,.0f} images/s",
     ]
     return "\n".join(head + ["", format_per_class(report), "",
-                             "confusion matrix (rows: true class, columns: predicted class)",
-                             format_matrix(report["confusion_matrix"], class_names)])
+                             *_matrix_section(report["confusion_matrix"], class_names)])
 
 
 def format_comparison(info_a: dict, info_b: dict, comparison: dict, class_names: Sequence[str]) -> str:
