@@ -1,7 +1,9 @@
-"""The MixMatch paper's CIFAR-10 numbers (Berthelot et al., 2019), as data: test error in percent.
+"""The MixMatch paper's numbers (Berthelot et al., 2019, arXiv:1905.02249), as data: test error in percent.
 
-Table 4 (ablations) is one run per row (one labeled split); the label sweep is mean ± std over five splits. Both
-report the median test error of the EMA model over the last 20 evaluations of a 1,048,576-step run.
+Table 4 (ablations) is one run per row (one labeled split); the label sweeps are mean ± std over five splits. All
+report the median test error of the EMA model over the last 20 evaluations of a 1,048,576-step run. Sources:
+CIFAR-10 labels: Figure 2 (tabulated in the appendix); large models: Table 1; STL-10: Table 2
+(MixMatch's row; 5,000 labels is one run); SVHN and SVHN+extra: Table 3.
 """
 from typing import Dict, Optional, Tuple
 
@@ -37,6 +39,29 @@ LABELS: Dict[int, Tuple[float, float]] = {
 FULLY_SUPERVISED_ALL = 4.17  # WRN-28-2 trained on all 50,000 labeled images
 LARGE_WRN_4000 = (4.95, 0.08)  # the 26M-parameter WRN-28 at 4000 labels
 
+# Table 1, the 135-filter WRN-28: row (dataset) → (labels, (mean error %, std)).
+LARGE: Dict[str, Tuple[int, Tuple[float, float]]] = {
+    "cifar10": (4000, LARGE_WRN_4000),
+    "cifar100": (10000, (25.88, 0.30)),
+}
+LARGE_WD = 0.04  # the large runs' weight decay (wd 0.02 elsewhere) ...
+LARGE_LAMBDA_U = {"cifar10": 75.0, "cifar100": 150.0}  # ... and w_match per dataset
+
+# Table 2, STL-10 (4-scale WRN): labels → (error %, std or None: 5,000 labels is one run on the whole train set).
+STL10: Dict[int, Tuple[float, Optional[float]]] = {1000: (10.18, 1.46), 5000: (5.59, None)}
+STL10_LAMBDA_U = 50.0
+
+# Table 3, SVHN without and with the extra images: labels → (mean error %, std over 5 splits).
+SVHN: Dict[int, Tuple[float, float]] = {
+    250: (3.78, 0.26), 500: (3.64, 0.46), 1000: (3.27, 0.31), 2000: (3.04, 0.13), 4000: (2.89, 0.06),
+}
+SVHN_EXTRA: Dict[int, Tuple[float, float]] = {
+    250: (2.22, 0.08), 500: (2.17, 0.07), 1000: (2.18, 0.06), 2000: (2.12, 0.03), 4000: (2.07, 0.05),
+}
+SVHN_ALL_LABELS, SVHN_EXTRA_ALL_LABELS = 2.59, 1.71  # every training label (no sweep runs these)
+SVHN_LAMBDA_U = 250.0
+SVHN_ALPHA, SVHN_EXTRA_ALPHA = 0.75, 0.25  # the official runs' beta: 0.25 with the extra images
+
 
 def paper_error(table: str, row: str, labels: int) -> Optional[Tuple[float, Optional[float]]]:
     """(error %, std or None) the paper reports for this table cell, or None where it reports nothing."""
@@ -44,4 +69,9 @@ def paper_error(table: str, row: str, labels: int) -> Optional[Tuple[float, Opti
         return TABLE4[row][TABLE4_LABELS.index(labels)], None
     if table == "labels" and row == "mixmatch" and labels in LABELS:
         return LABELS[labels]
+    if table == "large" and row in LARGE and labels == LARGE[row][0]:
+        return LARGE[row][1]
+    by_labels = {"stl10": STL10, "svhn": SVHN, "svhn-extra": SVHN_EXTRA}.get(table, {})
+    if row == "mixmatch" and labels in by_labels:
+        return by_labels[labels]
     return None

@@ -32,6 +32,32 @@ class Table:
     labels: Tuple[int, ...]
     seeds: Tuple[int, ...]
     common: Tuple[str, ...] = field(default=())  # flags every row of the table gets
+    row_labels: Dict[str, Tuple[int, ...]] = field(default_factory=dict)  # a row's own labels (default: labels)
+    label_seeds: Dict[int, Tuple[int, ...]] = field(default_factory=dict)  # a label count's own seeds (: seeds)
+
+    def has(self, row: str, labels: int, seed: int) -> bool:
+        """Whether the paper ran this cell (the large table's rows and STL-10's 5,000 labels are partial)."""
+        return labels in self.row_labels.get(row, self.labels) and seed in self.label_seeds.get(labels, self.seeds)
+
+
+def _f(value: float) -> str:
+    return f"{value:g}"
+
+
+# The paper's tables on the other datasets (google-research/mixmatch runs/*.sh): each row names its dataset.
+DATASET_TABLES: Dict[str, Table] = {
+    "large": Table(rows={row: ("--dataset", row, "--lambda-u", _f(paper.LARGE_LAMBDA_U[row])) for row in paper.LARGE},
+                   labels=tuple(labels for labels, _ in paper.LARGE.values()), seeds=(1, 2, 3, 4, 5),
+                   common=("--model", "wrn-28-large", "--wd", _f(paper.LARGE_WD)),
+                   row_labels={row: (labels,) for row, (labels, _) in paper.LARGE.items()}),
+    "stl10": Table(rows={"mixmatch": ("--dataset", "stl10", "--lambda-u", _f(paper.STL10_LAMBDA_U))},
+                   labels=tuple(paper.STL10), seeds=(1, 2, 3, 4, 5), label_seeds={5000: (1,)}),
+    "svhn": Table(rows={"mixmatch": ("--dataset", "svhn", "--lambda-u", _f(paper.SVHN_LAMBDA_U), "--alpha",
+                                     _f(paper.SVHN_ALPHA))}, labels=tuple(paper.SVHN), seeds=(1, 2, 3, 4, 5)),
+    "svhn-extra": Table(rows={"mixmatch": ("--dataset", "svhn-extra", "--lambda-u", _f(paper.SVHN_LAMBDA_U),
+                                           "--alpha", _f(paper.SVHN_EXTRA_ALPHA))}, labels=tuple(paper.SVHN_EXTRA),
+                        seeds=(1, 2, 3, 4, 5)),
+}
 
 
 TABLES: Dict[str, Table] = {
@@ -43,11 +69,13 @@ TABLES: Dict[str, Table] = {
     "labels": Table(rows={"mixmatch": ()}, labels=tuple(paper.LABELS), seeds=(1, 2, 3, 4, 5)),
     "supervised": Table(rows={"supervised": ("--algorithm", "supervised")}, labels=tuple(paper.LABELS),
                         seeds=(1, 2, 3, 4, 5)),
+    **DATASET_TABLES,
 }
 
 # Flags the sweep sets itself, and flags that define rows: passing them through would mislabel runs.
 OWNED_FLAGS = frozenset({"--out", "--seed", "--n-labeled", "--steps", "--eval-every", "--data-dir", "--algorithm",
-                         "--K", "--T", "--no-sharpen", "--ema-guess", "--no-ema-guess", "--mixup", "--force-new"})
+                         "--K", "--T", "--no-sharpen", "--ema-guess", "--no-ema-guess", "--mixup", "--force-new",
+                         "--dataset"})
 
 
 @dataclass(frozen=True)
@@ -95,6 +123,7 @@ def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = 
         raise ConfigError(f"unknown table {table!r} (choose from {', '.join(TABLES)})")
     spec = TABLES[table]
     rows = _pick(rows, list(spec.rows), "rows")
+    chosen = bool(labels or seeds)  # asked for by name: run every row there; else the cells the paper ran
     labels = list(labels) if labels else list(spec.labels)
     check_extra(extra)
     shared = []
@@ -104,7 +133,7 @@ def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = 
     runs = []
     for seed in seeds or spec.seeds:
         for n in labels:
-            for row in rows:
+            for row in (r for r in rows if chosen or spec.has(r, n, seed)):
                 folder = os.path.join(out, table, f"{row}@{n}", f"seed{seed}")
                 argv = (*spec.common, *spec.rows[row], "--n-labeled", str(n), "--seed", str(seed), "--out", folder,
                         *shared, *extra)
