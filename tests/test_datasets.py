@@ -163,3 +163,10 @@ def test_folder_classes_sizes_and_split(tmp_path, capsys):
     assert big.labeled.images.shape == (6, 3, 24, 24)
     green = data.test.images[data.test.labels == 1].float().mean().item()  # class 1's grey level: 23
     assert abs(green - 23) < 6  # JPEG and PNG decode to the colour written
+
+
+def test_runs_saved_before_the_dataset_field_resume_as_cifar10():
+    from semisup.config import Config, config_differences
+    old = {k: v for k, v in Config().to_dict().items() if k not in ("dataset", "image_size")}
+    assert config_differences(old, Config().to_dict()) == []
+    assert config_differences(old, Config(dataset="svhn").to_dict()) == ["dataset"]

@@ -99,7 +99,7 @@ def test_plan_order_and_folders(tmp_path):
     runs = plan("table4", "S", seeds=[1, 2], rows=["k1", "mixmatch"], labels=[250])
     assert [(r.seed, r.row) for r in runs] == [(1, "k1"), (1, "mixmatch"), (2, "k1"), (2, "mixmatch")]
     assert runs[0].out == os.path.join("S", "table4", "k1@250", "seed1")
-    assert set(TABLES) == {"table4", "labels", "supervised"}
+    assert set(TABLES) == {"table4", "labels", "supervised", "large", "stl10", "svhn", "svhn-extra"}
 
 
 # ----- end to end -------------------------------------------------------------------------------------------

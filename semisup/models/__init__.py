@@ -47,7 +47,7 @@ def create_model(name: str, num_classes: int = 10, image_size: int = 32, **arch)
     of a pruned network, or every width when rebuilding a saved model)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
-    return MODELS[name](num_classes, image_size, **arch)
+    return MODELS[name](num_classes, image_size=image_size, **arch)
 
 
 def batch_norms(model: nn.Module):
