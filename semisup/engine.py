@@ -136,7 +136,7 @@ class Trainer:
         Returns (loss_x, loss_u, lambda_u) with the losses still on the device.
         """
         cfg, step = self.cfg, self.step
-        lam_u = lambda_u_at(step, cfg.lambda_u, cfg.rampup_steps)
+        lam_u = lambda_u_at(step * cfg.batch_size, cfg.lambda_u, cfg.rampup_images)
         self.optimizer.zero_grad(set_to_none=True)
         loss_x, loss_u = self.accumulate(batch, lam_u)
         if self.scaler:

@@ -19,7 +19,7 @@ from .engine import Trainer
 from .guard import LossGuard, NonFiniteLoss, check_weights_finite, guarded_step
 from .models import MODELS, create_model
 from .records import json_line, summary, write_json
-from .runtime import make_runtime
+from .runtime import device_name, make_runtime
 from .tblog import EventLog
 
 LOG_EVERY = 10  # steps between progress-bar updates (each one reads the losses back from the device)
@@ -178,7 +178,8 @@ def _train(cfg: Config, rt) -> dict:
         _loop(cfg, trainer, logger, out)
     finally:
         logger.close()
-    result = summary(trainer.history, cfg.n_eval_last)
+    result = summary(trainer.history, cfg.n_eval_last, {"device": f"{rt.device} ({device_name(rt.device)})",
+                                                         "precision": rt.precision})
     if rt.is_main:
         write_json(result, os.path.join(out, "summary.json"))
     return broadcast_from_main(result, rt.world_size)
@@ -211,18 +212,25 @@ def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
                 record = {"step": trainer.step, "loss_x": mean_x, "loss_u": mean_u, "lambda_u": lam_u,
                           "img_per_sec": img_per_step * window_steps / max(window_time, 1e-9),
                           "sec_per_step": window_time / window_steps}
-                _eval_and_save(trainer, logger, record, out)
+                _eval_and_save(trainer, logger, record, out, window_time)
                 sums.zero_()
                 window_steps, window_time = 0, 0.0
     if bar:
         bar.close()
 
 
-def _eval_and_save(trainer: Trainer, logger: Logger, record: dict, out: str) -> None:
-    """Rank 0 evaluates, logs and saves; every rank takes part in gathering the state (RNG of each rank)."""
+def _eval_and_save(trainer: Trainer, logger: Logger, record: dict, out: str, train_seconds: float) -> None:
+    """Rank 0 evaluates, logs and saves; every rank takes part in gathering the state (RNG of each rank).
+
+    ``elapsed_s`` adds this window's training and evaluation time to the previous record's, so over resumptions it
+    counts the run's own compute time (not the time it spent stopped).
+    """
     if trainer.rt.is_main:
         check_weights_finite(trainer.model, trainer.ema.model, trainer.step)
+        start = time.perf_counter()
         record.update(trainer.evaluate())
+        before = trainer.history[-1].get("elapsed_s", 0.0) if trainer.history else 0.0
+        record["elapsed_s"] = before + train_seconds + time.perf_counter() - start
         trainer.history.append(record)
         logger.log(record)
     state = trainer.state_dict()

@@ -37,7 +37,7 @@ def test_print_commands_table4_every_row_label_and_seed(capsys, tmp_path):
     for c in cfgs:
         assert c.out == os.path.join(out, "table4", c.out.split(os.sep)[-2], f"seed{c.seed}")
         assert str(c.n_labeled) == c.out.split(os.sep)[-2].split("@")[1]
-        assert (c.lambda_u, c.rampup_steps, c.steps) == (100.0, 2048, 1 << 20)  # the official ablation's λu
+        assert (c.lambda_u, c.rampup_kimg, c.rampup_steps, c.steps) == (100.0, 128, 0, 1 << 20)  # the ablation's λu
 
 
 def test_print_commands_rows_are_their_switches(capsys, tmp_path):
@@ -62,7 +62,7 @@ def test_print_commands_labels_and_supervised_with_pass_through(capsys, tmp_path
                                                                                                4000)]
     assert all((c.steps, c.eval_every, c.data_dir, c.model, c.threads) == (300, 100, "d", "wrn-10-tiny", 2)
                for c in labels)
-    assert all((c.lambda_u, c.rampup_steps, c.algorithm) == (75.0, 16384, "mixmatch") for c in labels)
+    assert all((c.lambda_u, c.rampup_kimg, c.algorithm) == (75.0, 1024, "mixmatch") for c in labels)
     supervised = printed_commands(capsys, ["supervised", *argv, "--seeds", "3"])
     assert [(c.algorithm, c.n_labeled, c.seed) for c in supervised] == [("supervised", n, 3) for n in paper.LABELS]
 
@@ -194,3 +194,15 @@ def test_finished_step_needs_the_steps_and_the_same_configuration(tmp_path):
     assert write(60) is None  # stopped short: train.py continues it
     assert write(100, threads=7, data_dir="elsewhere") == 100  # where and how it ran does not matter
     assert write(100, K=2) is None  # another experiment in that folder: train.py will refuse it
+
+
+def test_paper_sweeps_follow_the_official_protocol(capsys, tmp_path):
+    """runs/*.sh: every table on dataset.seed@N-1 (no held-out validation), fp32; Table 4 on split 3."""
+    table4 = printed_commands(capsys, ["table4", "--out", str(tmp_path), "--labels", "250", "--print-commands"])
+    assert {c.seed for c in table4} == {3}
+    for table in ("labels", "supervised", "table4"):
+        for c in printed_commands(capsys, [table, "--out", str(tmp_path), "--print-commands"]):
+            assert (c.n_valid, c.amp) == (0, "none")
+    kept = printed_commands(capsys, ["labels", "--out", str(tmp_path), "--print-commands", "--n-valid", "5000",
+                                     "--amp=bf16"])
+    assert all((c.n_valid, c.amp) == (5000, "bf16") for c in kept)  # the user's choice wins

@@ -71,12 +71,37 @@ def test_run_folder_contents(run60):
         assert set(REQUIRED) <= set(r)
         assert all(0 <= r[k] <= 100 for k in ("valid_acc", "valid_acc_ema", "test_acc", "test_acc_ema"))
         assert r["loss_x"] > 0 and r["loss_u"] > 0 and r["img_per_sec"] > 0
-        assert r["lambda_u"] == pytest.approx(lambda_u_at(r["step"] - 1, 75.0, 16384))  # the step just taken
+        assert r["lambda_u"] == pytest.approx(lambda_u_at((r["step"] - 1) * 8, 75.0, 1024 * 1024))  # the step just
+        # taken, at --batch-size 8: the ramp counts 1,048,576 labeled images
     assert (out / "last.pt").is_file() and (out / "last-1.pt").is_file()
     with open(out / "summary.json") as f:
         summary = json.load(f)
     median = statistics.median(r["test_acc_ema"] for r in lines)
-    assert summary == {"median_test_acc_ema_last": median, "error": 100.0 - median, "n_evals_used": 3, "step": 60}
+    paper = {k: summary[k] for k in ("median_test_acc_ema_last", "error", "n_evals_used", "step")}
+    assert paper == {"median_test_acc_ema_last": median, "error": 100.0 - median, "n_evals_used": 3, "step": 60}
+    best_valid = max(lines, key=lambda r: r["valid_acc_ema"])  # the honest selection: on the validation set
+    assert summary["test_acc_ema_at_best_valid"] == best_valid["test_acc_ema"]
+    assert summary["best_valid_step"] == best_valid["step"]
+    assert summary["test_acc_ema_final"] == lines[-1]["test_acc_ema"]
+    assert summary["test_acc_ema_best_optimistic"] == max(r["test_acc_ema"] for r in lines)
+    assert summary["precision"] == "fp32" and summary["device"].startswith("cpu")
+    assert summary["wall_clock_s"] == lines[-1]["elapsed_s"] > 0
+    assert [r["elapsed_s"] for r in lines] == sorted(r["elapsed_s"] for r in lines)  # cumulative
+    steps = [20, 20, 20]
+    assert summary["mean_step_s"] == pytest.approx(sum(n * r["sec_per_step"] for n, r in zip(steps, lines)) / 60)
+
+
+def test_summary_without_a_validation_set(fake_cifar, tmp_path):
+    """--n-valid 0 (the paper's protocol): no selection on validation data, the rest as with it."""
+    out = tmp_path / "novalid"
+    train(fake_cifar, out, "--steps", "20", "--eval-every", "10", "--n-valid", "0")
+    lines = metrics(out)
+    assert all(r["valid_acc"] is None and r["valid_acc_ema"] is None for r in lines)  # NaN is written as null
+    with open(out / "summary.json") as f:
+        summary = json.load(f)
+    assert summary["test_acc_ema_at_best_valid"] is None and summary["best_valid_step"] is None
+    assert summary["test_acc_ema_final"] == lines[-1]["test_acc_ema"]
+    assert summary["median_test_acc_ema_last"] == statistics.median(r["test_acc_ema"] for r in lines)
 
 
 def test_tensorboard_holds_the_same_numbers(run60):

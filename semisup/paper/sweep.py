@@ -18,9 +18,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..config import Config, ConfigError, OneLineParser, build_parser, config_differences, validate
 from . import numbers as paper
 
-# The official ablation runs used λu = 100 and a 2,048-step ramp-up (not the 75 and 16,384 of the main results).
-ABLATION_FLAGS = ("--lambda-u", f"{paper.ABLATION_LAMBDA_U:g}", "--rampup-steps", str(paper.ABLATION_RAMPUP_STEPS))
+# The official ablation runs used λu = 100 and a 128-kimg ramp-up (not the 75 and 1024 kimg of the main results).
+ABLATION_FLAGS = ("--lambda-u", f"{paper.ABLATION_LAMBDA_U:g}", "--rampup-kimg", str(paper.ABLATION_RAMPUP_KIMG))
 ICT_FLAGS = ("--mixup", "unlabeled", "--no-sharpen", "--ema-guess")
+# The official runs/*.sh protocol of every paper table, which a sweep follows unless the user passes the flag:
+# `dataset.seed@N-1`, one validation image, so the unlabeled set is every non-labeled training image (here: no
+# held-out validation set), and fp32 (the official code's precision; train.py's own default picks bf16 for speed).
+PROTOCOL_FLAGS = (("--n-valid", "0"), ("--amp", "none"))
 TEST_IMAGES = 10000  # CIFAR-10's test set, evaluated with the validation set at every evaluation
 TRAIN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                         "train.py")
@@ -39,7 +43,7 @@ TABLES: Dict[str, Table] = {
         "mixmatch": (), "k1": ("--K", "1"), "k3": ("--K", "3"), "k4": ("--K", "4"), "no-sharpen": ("--no-sharpen",),
         "ema-guess": ("--ema-guess",), "no-mixup": ("--mixup", "none"), "mixup-labeled": ("--mixup", "labeled"),
         "mixup-unlabeled": ("--mixup", "unlabeled"), "mixup-separate": ("--mixup", "separate"), "ict": ICT_FLAGS,
-    }, labels=paper.TABLE4_LABELS, seeds=(1,), common=ABLATION_FLAGS),
+    }, labels=paper.TABLE4_LABELS, seeds=(paper.TABLE4_SEED,), common=ABLATION_FLAGS),
     "labels": Table(rows={"mixmatch": ()}, labels=tuple(paper.LABELS), seeds=(1, 2, 3, 4, 5)),
     "supervised": Table(rows={"supervised": ("--algorithm", "supervised")}, labels=tuple(paper.LABELS),
                         seeds=(1, 2, 3, 4, 5)),
@@ -87,6 +91,16 @@ def _pick(asked, known: Sequence, what: str) -> list:
     return list(asked) if asked else list(known)
 
 
+def passes(extra: Sequence[str], flag: str) -> bool:
+    """Whether the pass-through flags set ``flag`` (as ``--flag value`` or ``--flag=value``)."""
+    return any(token == flag or token.startswith(flag + "=") for token in extra)
+
+
+def protocol_flags(extra: Sequence[str]) -> List[str]:
+    """The paper's protocol (PROTOCOL_FLAGS), less what the user chose: ``--n-valid 5000`` keeps a validation set."""
+    return [part for flag, value in PROTOCOL_FLAGS if not passes(extra, flag) for part in (flag, value)]
+
+
 def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = (), labels: Sequence[int] = (),
          steps: Optional[int] = None, eval_every: Optional[int] = None, data_dir: Optional[str] = None,
          extra: Sequence[str] = ()) -> List[Run]:
@@ -97,7 +111,7 @@ def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = 
     rows = _pick(rows, list(spec.rows), "rows")
     labels = list(labels) if labels else list(spec.labels)
     check_extra(extra)
-    shared = []
+    shared = protocol_flags(extra)
     for flag, value in (("--steps", steps), ("--eval-every", eval_every), ("--data-dir", data_dir)):
         if value is not None:
             shared += [flag, str(value)]
@@ -202,12 +216,17 @@ def build_cli() -> argparse.ArgumentParser:
                                  "go to every train.py run.",
                      epilog=f"tables and rows (train.py flags):\n{rows}\n\n"
                             f"table4 runs add {shlex.join(ABLATION_FLAGS)} to every row, as the official ablation "
-                            f"did (lambda_u = 100, ramp-up over 2,048 steps);\nlabels and supervised use the "
-                            f"train.py defaults (lambda_u = 75, ramp-up over 16,384 steps).")
+                            f"did (lambda_u = 100, ramp-up over 128 kimg);\nlabels and supervised use the "
+                            f"train.py defaults (lambda_u = 75, ramp-up over 1024 kimg).\n\n"
+                            f"every run follows the official protocol of the paper's tables unless its flag is passed "
+                            f"through: {' '.join(f'{k} {v}' for k, v in PROTOCOL_FLAGS)} (no held-out validation "
+                            f"set, so the unlabeled set is every non-labeled training image; fp32, the official "
+                            f"precision).")
     parser.add_argument("table", choices=list(TABLES), help="which table to run")
     parser.add_argument("--out", required=True, help="sweep folder; runs go to OUT/<table>/<row>@<labels>/seed<k>")
     parser.add_argument("--seeds", type=int, nargs="+",
-                        help="seeds (labeled splits); default 1 for table4 (one run per cell, as the paper), "
+                        help="seeds (labeled splits); default 3 for table4 (one run per cell on the official "
+                             "ablation's split 3, as the paper), "
                              "1 2 3 4 5 for labels and supervised")
     parser.add_argument("--rows", nargs="+", help="only these rows of the table")
     parser.add_argument("--labels", type=int, nargs="+", help="label counts (default: the table's)")
