@@ -72,6 +72,10 @@ class Config:
     lr: float = _opt(0.002, "Adam learning rate (constant)")
     wd: float = _opt(0.02, "decoupled weight decay: conv/linear weights *= 1 - wd*lr after each step")
     ema_decay: float = _opt(0.999, "decay of the parameter EMA")
+    warm_averages: bool = _opt(True, "start the EMA with TF's num_updates rule (decay min(d, (1+t)/(10+t))) and the "
+                                     "batch-norm statistics as a cumulative average (momentum max(m, 1/(t+1))), so "
+                                     "short runs report what they learned; identical to the official updates after "
+                                     "9,000 steps (--no-warm-averages: the official code's from the first step)")
     accum_steps: int = _opt(1, "micro-batches per optimizer step (gradient accumulation); must divide the "
                                "per-process batch")
     grad_clip: float = _opt(0.0, "clip the gradient norm to this before each optimizer step (0: off, as the "

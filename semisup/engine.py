@@ -23,10 +23,10 @@ from .compress.masks import load_masked, split_masks
 from .config import ALGORITHMS, Config
 from .data import Dataset, InfiniteSampler, SSLData
 from .distributed import gather_rng_states, per_rank_batch, restore_rng_state
-from .ema import EMA, apply_weight_decay, decay_parameters
+from .ema import EMA, apply_weight_decay, decay_parameters, set_bn_momenta
 from .evaluate.metrics import accuracy, predict
 from .losses import lambda_u_at
-from .models import frozen_bn_stats
+from .models import batch_norms, frozen_bn_stats
 from .runtime import Runtime, adam, to_device
 
 HOOKS = ("after_backward", "after_step")
@@ -62,9 +62,10 @@ class Trainer:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.ema = EMA(self.model, cfg.ema_decay)
         self.ddp = DistributedDataParallel(self.model) if rt.distributed else None
-        self.net = self.ddp or self.model
-        if rt.compile:
-            self.net = torch.compile(self.net)
+        self.eager_net = self.ddp or self.model
+        self.net = torch.compile(self.eager_net) if rt.compile else self.eager_net
+        self.bn_layers = [m for m in batch_norms(self.model) if m.track_running_stats]
+        self.bn_momenta = [m.momentum for m in self.bn_layers]
         self.optimizer = adam(self.model.parameters(), cfg.lr, rt.device)
         self.scaler = torch.amp.GradScaler(rt.device.type) if rt.amp_dtype == torch.float16 else None
         self.decay_params = decay_parameters(self.model)
@@ -74,6 +75,7 @@ class Trainer:
             self.samplers["unlabeled"] = InfiniteSampler(len(data.unlabeled), self.batch, cfg.seed + 1, rt.rank)
         self.device_data = {"labeled": data.labeled.to(rt.device), "unlabeled": data.unlabeled.to(rt.device)}
         self.step = 0  # completed optimizer steps
+        self._bn_updates = None  # read from the batch norms' counter when first needed (bn_updates)
         self.history = []
         self.hooks = {name: [] for name in HOOKS}
 
@@ -109,6 +111,22 @@ class Trainer:
         """DDP all-reduces gradients only after the last micro-batch's backward."""
         return self.ddp.no_sync() if (self.ddp is not None and not last) else nullcontext()
 
+    def _step_net(self) -> torch.nn.Module:
+        """The network for this step's passes. With --warm-averages the batch-norm momenta are set for this step's
+        update (the running statistics have seen ``step`` updates: one per optimizer step); while they still change
+        from step to step the eager network runs, since a compiled graph would be rebuilt for every new value."""
+        if not (self.cfg.warm_averages and self.bn_layers):
+            return self.net
+        warming = set_bn_momenta(self.bn_layers, self.bn_momenta, self.bn_updates())
+        return self.eager_net if warming else self.net
+
+    def bn_updates(self) -> int:
+        """How many times the running statistics have been updated: their own counter, kept in the checkpoint (a
+        model started from --init continues its count)."""
+        if self._bn_updates is None:
+            self._bn_updates = int(self.bn_layers[0].num_batches_tracked)
+        return self._bn_updates
+
     def accumulate(self, batch: Batch, lambda_u: float) -> Tuple[torch.Tensor, torch.Tensor]:
         """Forward and backward ``batch`` in --accum-steps micro-batches; returns the summed (loss_x, loss_u).
 
@@ -116,16 +134,18 @@ class Trainer:
         are the full batch's. Only the first micro-batch updates the batch-norm running statistics, so they
         advance once per optimizer step whatever --accum-steps is.
         """
-        count = self.cfg.accum_steps
+        count, net = self.cfg.accum_steps, self._step_net()
         total = torch.zeros(2, device=batch.x.device)
         for i in range(count):
             micro = self.algorithm.micro_batch(batch, i, count)
             with self._sync_context(i == count - 1):
-                with frozen_bn_stats(self.net) if i else nullcontext():
-                    loss_x, loss_u = self.algorithm.loss(self.net, micro, self.rt.autocast)
+                with frozen_bn_stats(net) if i else nullcontext():
+                    loss_x, loss_u = self.algorithm.loss(net, micro, self.rt.autocast)
                 loss = loss_x + lambda_u * loss_u
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
             total += torch.stack([loss_x.detach(), loss_u.detach()])
+        if self._bn_updates is not None and self.model.training:
+            self._bn_updates += 1
         return total[0], total[1]
 
     def apply_batch(self, batch: Batch) -> Tuple[torch.Tensor, torch.Tensor, float]:
@@ -150,7 +170,7 @@ class Trainer:
         else:
             self.optimizer.step()
         apply_weight_decay(self.decay_params, cfg.wd, cfg.lr)
-        self.ema.update()
+        self.ema.update(step if cfg.warm_averages else None)
         self._run_hooks("after_step", step)
         self.step += 1
         return loss_x, loss_u, lam_u
@@ -198,4 +218,5 @@ class Trainer:
         for name, sampler in self.samplers.items():
             sampler.load_state_dict(state["samplers"][name])
         self.step = int(state["step"])
+        self._bn_updates = None
         self.history = list(state["history"])

@@ -115,7 +115,7 @@ def write_full_run(root, seed, records, amp="none", n_valid=0, summary=None):
     """A run folder as train.py writes it, with validation accuracies and measured time."""
     folder = write_run(root, "labels", "mixmatch", 250, seed, summary=summary)
     with open(os.path.join(folder, "config.json"), "w") as f:
-        json.dump({"n_eval_last": 20, "amp": amp, "n_valid": n_valid}, f)
+        json.dump({"n_eval_last": 20, "amp": amp, "n_valid": n_valid, "warm_averages": seed == 1}, f)
     with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
         for step, (test, raw, valid, elapsed) in enumerate(records, 1):
             f.write(json.dumps({"step": step * 10, "test_acc_ema": test, "test_acc": raw, "valid_acc_ema": valid,
@@ -139,6 +139,7 @@ def test_protocol_precision_model_selection_and_hours(tmp_path, capsys):
     assert main([root]) == 0
     md = capsys.readouterr().out
     assert "5000 validation images held out" in md and "precision: bf16, fp32" in md
+    assert "running averages: official, warm (" in md
     assert ("| 60.00 ± 14.14 | 11.08 ± 0.87 | +48.92 | 2 | 30 (0.00286%) | 3 | 40.00 | 55.00 | 35.00 | bf16/fp32 | "
             "2.1 |") in md
     curves = os.path.join(root, "labels_curves.png")

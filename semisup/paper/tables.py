@@ -82,7 +82,8 @@ def run_info(config: dict, summary: dict, history: Sequence[dict]) -> dict:
         value = chosen.get(key)
         return 100.0 - value if isinstance(value, (int, float)) else None
 
-    return {"n_valid": config.get("n_valid"), "precision": precision,
+    averages = {True: "warm", False: "official"}.get(config.get("warm_averages"))
+    return {"n_valid": config.get("n_valid"), "precision": precision, "averages": averages,
             "final_error": error("test_acc_ema_final"), "best_valid_error": error("test_acc_ema_at_best_valid"),
             "best_test_error_optimistic": error("test_acc_ema_best_optimistic"),
             "device_hours": seconds / 3600 if isinstance(seconds, (int, float)) else None}
@@ -186,13 +187,16 @@ def _header(table: str, cells: Sequence[Cell], which: str) -> List[str]:
     n_last = "/".join(map(str, sorted({r.n_last for r in runs})))
     n_valid = sorted({r.info.get("n_valid") for r in runs if r.info.get("n_valid") is not None})
     precision = sorted({r.info.get("precision") for r in runs if r.info.get("precision")})
+    averages = sorted({r.info.get("averages") for r in runs if r.info.get("averages")})
     protocol = ("the official protocol (`dataset.seed@N-1`: no held-out validation, the unlabeled set is every "
                 "non-labeled training image)" if n_valid == [0] else
                 f"{'/'.join(map(str, n_valid)) or 'unknown'} validation images held out of the unlabeled set")
     return [f"## {table}", "",
             f"Error % = 100 − median {which} of a run's last {n_last} evaluations (`evals`: how many there were); "
             f"mean ± sample std over the seeds found. `steps`: what was run, in percent of the paper's "
-            f"{PAPER_STEPS:,} per run. Protocol: {protocol}; precision: {', '.join(precision) or 'unknown'}. "
+            f"{PAPER_STEPS:,} per run. Protocol: {protocol}; precision: {', '.join(precision) or 'unknown'}; "
+            f"running averages: {', '.join(averages) or 'unknown'} (warm: TF's num_updates EMA and cumulative "
+            f"batch-norm statistics at the start, the official updates after 9,000 steps). "
             f"Beside it, as mean errors: `final` (the last evaluation), `best valid` (at the best EMA validation "
             f"accuracy, when there is a validation set) and `best test` (the best evaluation on the test set: "
             f"picked on the test set, optimistic, never the headline). `device-h`: measured, all seeds.", "",
