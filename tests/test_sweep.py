@@ -99,7 +99,7 @@ def test_plan_order_and_folders(tmp_path):
     runs = plan("table4", "S", seeds=[1, 2], rows=["k1", "mixmatch"], labels=[250])
     assert [(r.seed, r.row) for r in runs] == [(1, "k1"), (1, "mixmatch"), (2, "k1"), (2, "mixmatch")]
     assert runs[0].out == os.path.join("S", "table4", "k1@250", "seed1")
-    assert set(TABLES) == {"table4", "labels", "supervised"}
+    assert set(TABLES) == {"table4", "labels", "supervised", "quick"}
 
 
 # ----- end to end -------------------------------------------------------------------------------------------
@@ -206,3 +206,14 @@ def test_paper_sweeps_follow_the_official_protocol(capsys, tmp_path):
     kept = printed_commands(capsys, ["labels", "--out", str(tmp_path), "--print-commands", "--n-valid", "5000",
                                      "--amp=bf16"])
     assert all((c.n_valid, c.amp) == (5000, "bf16") for c in kept)  # the user's choice wins
+
+
+def test_quick_reproduction_scales_its_schedule_to_the_run(capsys, tmp_path):
+    """MixMatch and the supervised baseline on the same labels, steps and network, three seeds; λu's ramp-up and
+    the evaluations scale with --steps."""
+    cfgs = printed_commands(capsys, ["quick", "--out", str(tmp_path), "--print-commands"])
+    assert [(c.algorithm, c.seed) for c in cfgs] == [(a, s) for s in (1, 2, 3) for a in ("mixmatch", "supervised")]
+    assert {(c.model, c.n_labeled, c.steps, c.eval_every, c.rampup_images, c.n_valid, c.amp) for c in cfgs} == {
+        ("wrn-16-1", 250, 1500, 150, 375 * 64, 0, "auto")}
+    short = printed_commands(capsys, ["quick", "--out", str(tmp_path), "--steps", "400", "--print-commands"])
+    assert {(c.steps, c.eval_every, c.rampup_steps) for c in short} == {(400, 40, 100)}

@@ -11,6 +11,9 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
     "wrn-28-2": lambda num_classes, **arch: WideResNet(num_classes, **{"widths": (32, 64, 128), **arch}),
     # The paper's large model (Table 1): 135 filters per layer, widths 135/270/540, about 26M parameters.
     "wrn-28-large": lambda num_classes, **arch: WideResNet(num_classes, **{"widths": (135, 270, 540), **arch}),
+    # WRN-16-1 (widths 16/32/64, two blocks per stage, 175k parameters): the CPU-scale reproduction's network
+    # (scripts/sweep.py quick), about a tenth of WRN-28-2's step.
+    "wrn-16-1": lambda num_classes, **arch: WideResNet(num_classes, **{"widths": (16, 32, 64), "depth": 16, **arch}),
     # A tiny WRN-10 for tests and smoke runs: same code path, a hundredth of the cost.
     "wrn-10-tiny": lambda num_classes, **arch: WideResNet(num_classes, **{"stem": 4, "widths": (8, 16, 16),
                                                                          "depth": 10, **arch}),
