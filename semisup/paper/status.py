@@ -111,7 +111,7 @@ def describe(folder: str, states: Optional[Dict]) -> dict:
     summary = read_json(os.path.join(folder, "summary.json")) or {}
     steps = config.get("steps")
     state, job = _launch_state(folder, states)
-    if summary and steps and int(summary.get("step", 0)) >= int(steps) and state != "running":
+    if summary and steps and int(summary.get("step", 0)) >= int(steps):
         state = "finished"
     log = os.path.join(folder, LOG)
     if not os.path.exists(log):
