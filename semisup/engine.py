@@ -22,7 +22,7 @@ from .batch import Batch
 from .compress.masks import load_masked, split_masks
 from .config import ALGORITHMS, Config
 from .data import Dataset, InfiniteSampler, SSLData
-from .distributed import gather_rng_states, per_rank_batch, restore_rng_state
+from .distributed import gather_per_rank, gather_rng_states, per_rank_batch, restore_rng_state
 from .ema import EMA, apply_weight_decay, decay_parameters, set_bn_momenta
 from .evaluate.metrics import accuracy, predict
 from .losses import lambda_u_at
@@ -77,12 +77,22 @@ class Trainer:
         self.step = 0  # completed optimizer steps
         self._bn_updates = None  # read from the batch norms' counter when first needed (bn_updates)
         self.history = []
+        self.reset_window()
         self.hooks = {name: [] for name in HOOKS}
 
     @property
     def images_per_step(self) -> int:
         """Training images one step draws over all processes (labeled, plus every unlabeled view)."""
         return self.cfg.batch_size * (1 + self.algorithm.unlabeled_views)
+
+    def reset_window(self) -> None:
+        """Start a new logging window: the loss sums (kept on the device) and the time since the last evaluation."""
+        self.loss_sums = torch.zeros(2, device=self.rt.device)
+        self.window_steps, self.window_time = 0, 0.0
+
+    def add_to_window(self, loss_x: torch.Tensor, loss_u: torch.Tensor) -> None:
+        self.loss_sums += torch.stack([loss_x, loss_u])
+        self.window_steps += 1
 
     def add_hook(self, name: str, fn: Hook) -> None:
         if name not in self.hooks:
@@ -198,13 +208,17 @@ class Trainer:
         """Everything a resumed run needs. *Collective* under torchrun: every rank must call it (it gathers each
         rank's RNG state); rank 0 saves the result."""
         rng = gather_rng_states(self.rt.device, self.rt.world_size)
+        # The loss sums since the last evaluation, per rank: a run stopped between evaluations logs the same
+        # next record after resuming as it would have without the stop.
+        window = gather_per_rank({"sums": self.loss_sums.detach().cpu(), "steps": self.window_steps,
+                                  "time": self.window_time}, self.rt.world_size)
         model, masks = split_masks(self.model)
         extra = {"masks": masks} if masks else {}
         return {"config": self.cfg.to_dict(), "model_name": self.cfg.model, "arch": dict(self.model.arch),
                 "model": model, "ema": split_masks(self.ema.model)[0], **extra,
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else {},
                 "step": self.step, "rng": rng, "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
-                "history": list(self.history)}
+                "history": list(self.history), "window": window}
 
     def load_state_dict(self, state: dict) -> None:
         restore_rng_state(state["rng"], self.rt.rank, self.rt.world_size, self.rt.device)
@@ -220,3 +234,9 @@ class Trainer:
         self.step = int(state["step"])
         self._bn_updates = None
         self.history = list(state["history"])
+        self.reset_window()
+        window = state.get("window")  # absent from checkpoints written at evaluations before it was saved
+        if window and len(window) == self.rt.world_size:
+            mine = window[self.rt.rank]
+            self.loss_sums = mine["sums"].to(self.rt.device, torch.float32)
+            self.window_steps, self.window_time = int(mine["steps"]), float(mine["time"])

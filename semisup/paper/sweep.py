@@ -1,21 +1,23 @@
 """Sweeps of train.py runs for the paper's tables: one run folder per (table, row, labels, seed).
 
-Runs go one after another, each as its own ``python train.py`` process, so killing the sweep leaves every run
-resumable: running the same sweep again skips the runs whose summary.json reached the requested steps and lets
-train.py resume the interrupted one from its last checkpoint. Run folders: OUT/<table>/<row>@<labels>/seed<k>.
+Each run is its own ``python train.py`` process, so killing the sweep leaves every run resumable: running the
+same sweep again skips the runs whose summary.json reached the requested steps and lets train.py resume the
+others from their last checkpoints. Run folders: OUT/<table>/<row>@<labels>/seed<k>. Where the runs go is the
+launcher's: one after another or ``--parallel N`` at once on this machine (``launch.py``), or one SLURM job array
+(``slurm.py``); ``sweep.py status OUT`` reports on them (``status.py``).
 """
 import argparse
-import ctypes
 import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..config import Config, ConfigError, OneLineParser, build_parser, config_differences, validate
+from ..records import read_json, write_json
+from . import launch, slurm, status
 from . import numbers as paper
 
 # The official ablation runs used λu = 100 and a 128-kimg ramp-up (not the 75 and 1024 kimg of the main results).
@@ -173,42 +175,6 @@ def estimate_hours(configs: Sequence[Config], sec_per_step: float) -> float:
     return sum(cfg.steps * sec_per_step * relative_step_cost(cfg) for cfg in configs) / 3600
 
 
-def _die_with_parent() -> None:
-    """Linux: the run receives SIGTERM when the sweep dies, even by SIGKILL, so no orphan writes its folder."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def run_train(train_py: str, argv: Sequence[str]) -> int:
-    """Run train.py to completion; if the sweep is interrupted meanwhile, stop the run too and re-raise."""
-    preexec = _die_with_parent if sys.platform.startswith("linux") else None
-    proc = subprocess.Popen([sys.executable, train_py, *argv], preexec_fn=preexec)
-    try:
-        return proc.wait()
-    except (KeyboardInterrupt, SystemExit):
-        proc.terminate()
-        proc.wait()
-        raise
-
-
-def execute(runs: Sequence[Tuple[Run, Config]], train_py: str, log=print) -> List[Tuple[Run, int]]:
-    """Run every unfinished run in order; returns the runs that failed with their exit codes."""
-    failed = []
-    for i, (run, cfg) in enumerate(runs, 1):
-        done = finished_step(run, cfg)
-        if done is not None:
-            log(f"[{i}/{len(runs)}] {run.name}: finished at step {done}, skipped")
-            continue
-        log(f"[{i}/{len(runs)}] {run.name}: {run.command()}")
-        rc = run_train(train_py, run.argv)
-        if rc:
-            log(f"[{i}/{len(runs)}] {run.name}: failed with exit code {rc}")
-            failed.append((run, rc))
-        if rc < 0:  # killed by a signal from outside: someone is stopping the work, not a broken run
-            log(f"[{i}/{len(runs)}] {run.name} was killed by signal {-rc}: stopping the sweep")
-            break
-    return failed
-
-
 def render_tables(folder: str) -> None:
     """The table of what the sweep ran, with its learning curves, as ``scripts/tables.py FOLDER`` writes them."""
     from .tables import render
@@ -248,7 +214,10 @@ def build_cli() -> argparse.ArgumentParser:
                             f"every run follows the official protocol of the paper's tables unless its flag is passed "
                             f"through: {' '.join(f'{k} {v}' for k, v in PROTOCOL_FLAGS)} (no held-out validation "
                             f"set, so the unlabeled set is every non-labeled training image; fp32, the official "
-                            f"precision).")
+                            f"precision).\n\n"
+                            f"sweep.py status OUT: one line per run (finished, running, queued, failed, stopped, "
+                            f"not started), with its step, job and last log line.")
+    slurm.add_arguments(parser)
     parser.add_argument("table", choices=list(TABLES), help="which table to run")
     parser.add_argument("--out", required=True, help="sweep folder; runs go to OUT/<table>/<row>@<labels>/seed<k>")
     parser.add_argument("--seeds", type=int, nargs="+",
@@ -262,6 +231,12 @@ def build_cli() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (default: train.py's)")
     parser.add_argument("--print-commands", action="store_true",
                         help="print one train.py command per run (e.g. for a cluster) instead of running them")
+    parser.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                        help="local: run on this machine; slurm: submit the runs that are neither finished nor "
+                             "queued as one job array (submitit), each requeued on a time limit or preemption")
+    parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                        help="local: N runs at once, each on its own GPU, or on a CPU-only machine on its own "
+                             "share of the cores (with --threads cores/N unless given); output in RUN/train.log")
     parser.add_argument("--estimate", type=float, metavar="SEC_PER_STEP",
                         help="print the device-hours of the runs, given the seconds one K=2 MixMatch training "
                              "step takes on your device (runs with another K, the supervised runs and the "
@@ -269,7 +244,54 @@ def build_cli() -> argparse.ArgumentParser:
     return parser
 
 
+def record_plan(out: str, runs: Sequence[Run]) -> None:
+    """Add the runs to OUT/sweep-runs.json, so that ``status`` lists the ones not started yet."""
+    path = os.path.join(out, status.PLAN)
+    known = (read_json(path) or {}).get("runs", [])
+    new = [os.path.relpath(run.out, out) for run in runs]
+    os.makedirs(out, exist_ok=True)
+    write_json({"runs": known + [r for r in new if r not in known]}, path)
+
+
+def status_main(argv: Sequence[str]) -> int:
+    parser = OneLineParser(prog="sweep.py status", description="One line per run of a sweep folder: its state "
+                           "(finished, running, queued, failed, stopped, unknown, not started), step, job and last "
+                           "log line; then a count per state. Reads squeue, never sacct.")
+    parser.add_argument("out", help="the sweep folder (sweep.py's --out)")
+    return status.report(parser.parse_args(list(argv)).out)
+
+
+def _launch(args, runs: List[Run], configs: List[Config], extra: Sequence[str], train_py: str) -> int:
+    if args.launcher == "slurm":
+        if args.parallel != 1:
+            raise ConfigError("--parallel is for --launcher local; on SLURM every run is its own array task")
+        folder = args.slurm_folder or os.path.join(args.out, ".submitit")
+        return slurm.submit_sweep(runs, configs, slurm.check(args), folder, train_py, args.slurm_max_timeouts,
+                                  finished_step, args.out)
+    threads_given = any(t.split("=", 1)[0] == "--threads" for t in extra)
+    run_slots = launch.slots(args.parallel, threads_given) if args.parallel != 1 else None
+    record_plan(args.out, runs)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        if run_slots:
+            failed = launch.execute_parallel(list(zip(runs, configs)), train_py, finished_step, run_slots)
+        else:
+            failed = [(run, rc, None) for run, rc in launch.execute(list(zip(runs, configs)), train_py,
+                                                                     finished_step)]
+    except (KeyboardInterrupt, SystemExit) as err:
+        print("sweep.py: interrupted; run the same command again to resume", file=sys.stderr)
+        return err.code if isinstance(err, SystemExit) else 130
+    print(f"{len(runs) - len(failed)} of {len(runs)} runs finished")
+    render_tables(os.path.join(args.out, args.table))
+    for run, rc, log in failed:
+        print(f"failed (exit code {rc}): {run.command()}" + (f" (log {log})" if log else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv=None, train_py: str = TRAIN_PY) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["status"]:
+        return status_main(argv[1:])
     args, extra = build_cli().parse_known_args(argv)
     extra = [t for t in extra if t != "--"]
     try:
@@ -287,14 +309,8 @@ def main(argv=None, train_py: str = TRAIN_PY) -> int:
               f"{estimate_hours(configs, args.estimate):,.1f} device-hours at {args.estimate:g} s per K=2 MixMatch "
               f"step (scaled per run by its relative work)")
         return 0
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        failed = execute(list(zip(runs, configs)), train_py)
-    except (KeyboardInterrupt, SystemExit) as err:
-        print("sweep.py: interrupted; run the same command again to resume", file=sys.stderr)
-        return err.code if isinstance(err, SystemExit) else 130
-    print(f"{len(runs) - len(failed)} of {len(runs)} runs finished")
-    render_tables(os.path.join(args.out, args.table))
-    for run, rc in failed:
-        print(f"failed (exit code {rc}): {run.command()}", file=sys.stderr)
-    return 1 if failed else 0
+        return _launch(args, runs, configs, extra, train_py)
+    except ConfigError as err:
+        print(f"sweep.py: error: {err}", file=sys.stderr)
+        return 2
