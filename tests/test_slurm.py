@@ -22,7 +22,7 @@ SWEEP = os.path.join(ROOT, "scripts", "sweep.py")
 TRAIN = os.path.join(ROOT, "train.py")
 TABLES = os.path.join(ROOT, "scripts", "tables.py")
 DEFAULT_CONF = os.path.join(os.environ.get("SEMISUP_SLURM_DIR", "/tmp/semisup-slurm"), "slurm.conf")
-TIMING = ("img_per_sec", "sec_per_step", "eval_img_per_sec")
+TIMING = ("img_per_sec", "sec_per_step", "eval_img_per_sec", "elapsed_s")
 
 
 def _required() -> bool:

@@ -13,7 +13,7 @@ from semisup.losses import lambda_u_at
 from semisup.models import create_model
 from semisup.runner import main
 
-from conftest import TINY
+from conftest import ROOT, TINY
 
 REQUIRED = ("step", "loss_x", "loss_u", "lambda_u", "valid_acc", "valid_acc_ema", "test_acc", "test_acc_ema",
             "img_per_sec")
@@ -185,3 +185,32 @@ def test_resume_on_cuda(fake_cifar, tmp_path):
     train(fake_cifar, out, "--steps", "20", "--device", "cuda")
     train(fake_cifar, out, "--steps", "40", "--device", "cuda")
     assert [r["step"] for r in metrics(out)] == [20, 40]
+
+
+def test_stop_signal_checkpoints_at_the_step_and_the_rerun_ends_as_uninterrupted(fake_cifar, tmp_path):
+    """SIGUSR1 between two evaluations: train.py finishes the step, checkpoints there (the loss window included),
+    exits 75; the same command resumes and logs what an uninterrupted run logs (timing fields aside)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from semisup.checkpoint import load_checkpoint
+    out = tmp_path / "stopped"
+    argv = [sys.executable, os.path.join(ROOT, "train.py"), *TINY, "--data-dir", fake_cifar, "--out", str(out),
+            "--steps", "100", "--eval-every", "20"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "metrics.jsonl").exists() or not metrics(out):  # the first evaluation, at step 20
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 75, err
+    step = load_checkpoint(str(out / "last.pt"))["step"]
+    assert f"stopped at step {step} for requeue" in err and 20 <= step < 100
+    assert subprocess.run(argv, capture_output=True, text=True, timeout=300).returncode == 0
+    train(fake_cifar, tmp_path / "straight", "--steps", "100")
+    timing = ("img_per_sec", "sec_per_step", "eval_img_per_sec", "elapsed_s")
+    strip = [{k: v for k, v in r.items() if k not in timing} for r in metrics(out)]
+    assert strip == [{k: v for k, v in r.items() if k not in timing} for r in metrics(tmp_path / "straight")]
