@@ -6,10 +6,12 @@
 """
 import sys
 
+from semisup import stop
 from semisup.config import TRAIN_DESCRIPTION, parse_args
 
 
 def main() -> int:
+    stop.install()  # first: a scheduler's stop signal checkpoints the run instead of killing it
     cfg = parse_args(prog="train.py", description=TRAIN_DESCRIPTION)  # a bad flag fails here, before torch loads
     from semisup.runner import run
     return run(cfg)

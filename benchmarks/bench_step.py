@@ -17,7 +17,6 @@ import argparse
 import copy
 import functools
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ from semisup.data import Dataset, SSLData, split_indices  # noqa: E402
 from semisup.engine import Trainer  # noqa: E402
 from semisup.models import create_model  # noqa: E402
 from semisup.reference import ReferenceTrainer, reference_predict  # noqa: E402
-from semisup.runtime import eval_batch_size, make_runtime  # noqa: E402
+from semisup.runtime import device_name, eval_batch_size, make_runtime  # noqa: E402
 
 
 def synthetic_data(n_unlabeled: int, n_eval: int, n_labeled: int = 250, seed: int = 0) -> SSLData:
@@ -63,20 +62,8 @@ def timed(step_fn, steps: int, device) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def describe(rt, cfg) -> str:
-    where = torch.cuda.get_device_name(rt.device) if rt.device.type == "cuda" else cpu_name()
-    return (f"device: {rt.device} ({where}), threads: {torch.get_num_threads()}, torch {torch.__version__}\n"
+    return (f"device: {rt.device} ({device_name(rt.device)}), torch {torch.__version__}\n"
             f"default path: amp {str(rt.amp_dtype).replace('torch.', '')}, "
             f"memory format {str(rt.memory_format).replace('torch.', '')}, compile {rt.compile}, "
             f"eval batch {eval_batch_size(cfg.eval_batch_size, rt.device)}")

@@ -76,7 +76,10 @@ class Config:
     mixup: str = _opt("all", "what MixUp mixes: all (MixMatch), none, labeled, unlabeled, separate", MIXUP_MODES)
     ema_guess: bool = _opt(False, "guess labels with the EMA model instead of the raw model")
     lambda_u: float = _opt(75.0, "weight of the unlabeled loss after the ramp-up")
-    rampup_steps: int = _opt(16384, "steps over which lambda_u rises linearly from 0")
+    rampup_kimg: float = _opt(1024.0, "lambda_u rises linearly from 0 over this many thousand (x1024) labeled images, "
+                                      "as the official warmup_kimg (1024 = 16,384 steps at batch 64)")
+    rampup_steps: int = _opt(0, "if > 0: the ramp-up in optimizer steps at this run's batch size, instead of "
+                                "--rampup-kimg")
     # Optimisation
     steps: int = _opt(1 << 20, "optimizer steps")
     batch_size: int = _opt(64, "labeled images per optimizer step over all processes (the unlabeled batch is the "
@@ -84,6 +87,10 @@ class Config:
     lr: float = _opt(0.002, "Adam learning rate (constant)")
     wd: float = _opt(0.02, "decoupled weight decay: conv/linear weights *= 1 - wd*lr after each step")
     ema_decay: float = _opt(0.999, "decay of the parameter EMA")
+    warm_averages: bool = _opt(True, "start the EMA with TF's num_updates rule (decay min(d, (1+t)/(10+t))) and the "
+                                     "batch-norm statistics as a cumulative average (momentum max(m, 1/(t+1))), so "
+                                     "short runs report what they learned; identical to the official updates after "
+                                     "9,000 steps (--no-warm-averages: the official code's from the first step)")
     accum_steps: int = _opt(1, "micro-batches per optimizer step (gradient accumulation); must divide the "
                                "per-process batch")
     grad_clip: float = _opt(0.0, "clip the gradient norm to this before each optimizer step (0: off, as the "
@@ -130,6 +137,11 @@ class Config:
     @property
     def temperature(self) -> float:
         return 1.0 if self.no_sharpen else self.T
+
+    @property
+    def rampup_images(self) -> float:
+        """Labeled images over which λu ramps up: --rampup-steps × --batch-size when set, else --rampup-kimg × 1024."""
+        return self.rampup_steps * self.batch_size if self.rampup_steps else self.rampup_kimg * 1024
 
     @property
     def run_dir(self) -> str:
@@ -197,6 +209,7 @@ def validate(cfg: Config) -> Config:
         (0 <= cfg.ema_decay < 1, f"--ema-decay must be in [0, 1) (got {cfg.ema_decay})"),
         (cfg.lambda_u >= 0, f"--lambda-u must not be negative (got {cfg.lambda_u})"),
         (cfg.rampup_steps >= 0, f"--rampup-steps must not be negative (got {cfg.rampup_steps})"),
+        (cfg.rampup_kimg >= 0, f"--rampup-kimg must not be negative (got {cfg.rampup_kimg})"),
         (cfg.n_eval_last >= 1, f"--n-eval-last must be at least 1 (got {cfg.n_eval_last})"),
         (cfg.keep_checkpoints >= 1, f"--keep-checkpoints must be at least 1 (got {cfg.keep_checkpoints}): the "
                                     f"previous checkpoint is the fallback for a damaged last.pt"),

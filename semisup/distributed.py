@@ -35,12 +35,21 @@ def rng_state(device: torch.device) -> dict:
 
 def gather_rng_states(device: torch.device, world_size: int) -> List[dict]:
     """*Collective.* Every rank's RNG state, indexed by rank, so a resumed run replays every rank's draws."""
-    mine = rng_state(device)
+    return gather_per_rank(rng_state(device), world_size)
+
+
+def gather_per_rank(mine, world_size: int) -> list:
+    """*Collective.* Every rank's ``mine`` (any picklable object), indexed by rank."""
     if not _active(world_size):
         return [mine]
-    states = [None] * world_size
-    dist.all_gather_object(states, mine)
-    return states
+    objects = [None] * world_size
+    dist.all_gather_object(objects, mine)
+    return objects
+
+
+def any_rank(flag: bool, world_size: int) -> bool:
+    """*Collective.* Whether ``flag`` is true on at least one rank."""
+    return any(gather_per_rank(bool(flag), world_size))
 
 
 def restore_rng_state(saved, rank: int, world_size: int, device: torch.device) -> None:

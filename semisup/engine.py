@@ -22,11 +22,11 @@ from .batch import Batch
 from .compress.masks import load_masked, split_masks
 from .config import ALGORITHMS, Config
 from .data import Dataset, InfiniteSampler, SSLData
-from .distributed import gather_rng_states, per_rank_batch, restore_rng_state
-from .ema import EMA, apply_weight_decay, decay_parameters
+from .distributed import gather_per_rank, gather_rng_states, per_rank_batch, restore_rng_state
+from .ema import EMA, apply_weight_decay, decay_parameters, set_bn_momenta
 from .evaluate.metrics import accuracy, predict
 from .losses import lambda_u_at
-from .models import frozen_bn_stats
+from .models import batch_norms, frozen_bn_stats
 from .runtime import Runtime, adam, to_device
 
 HOOKS = ("after_backward", "after_step")
@@ -63,9 +63,10 @@ class Trainer:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.ema = EMA(self.model, cfg.ema_decay)
         self.ddp = DistributedDataParallel(self.model) if rt.distributed else None
-        self.net = self.ddp or self.model
-        if rt.compile:
-            self.net = torch.compile(self.net)
+        self.eager_net = self.ddp or self.model
+        self.net = torch.compile(self.eager_net) if rt.compile else self.eager_net
+        self.bn_layers = [m for m in batch_norms(self.model) if m.track_running_stats]
+        self.bn_momenta = [m.momentum for m in self.bn_layers]
         self.optimizer = adam(self.model.parameters(), cfg.lr, rt.device)
         self.scaler = torch.amp.GradScaler(rt.device.type) if rt.amp_dtype == torch.float16 else None
         self.decay_params = decay_parameters(self.model)
@@ -75,13 +76,24 @@ class Trainer:
             self.samplers["unlabeled"] = InfiniteSampler(len(data.unlabeled), self.batch, cfg.seed + 1, rt.rank)
         self.device_data = {"labeled": data.labeled.to(rt.device), "unlabeled": data.unlabeled.to(rt.device)}
         self.step = 0  # completed optimizer steps
+        self._bn_updates = None  # read from the batch norms' counter when first needed (bn_updates)
         self.history = []
+        self.reset_window()
         self.hooks = {name: [] for name in HOOKS}
 
     @property
     def images_per_step(self) -> int:
         """Training images one step draws over all processes (labeled, plus every unlabeled view)."""
         return self.cfg.batch_size * (1 + self.algorithm.unlabeled_views)
+
+    def reset_window(self) -> None:
+        """Start a new logging window: the loss sums (kept on the device) and the time since the last evaluation."""
+        self.loss_sums = torch.zeros(2, device=self.rt.device)
+        self.window_steps, self.window_time = 0, 0.0
+
+    def add_to_window(self, loss_x: torch.Tensor, loss_u: torch.Tensor) -> None:
+        self.loss_sums += torch.stack([loss_x, loss_u])
+        self.window_steps += 1
 
     def add_hook(self, name: str, fn: Hook) -> None:
         if name not in self.hooks:
@@ -111,6 +123,22 @@ class Trainer:
         """DDP all-reduces gradients only after the last micro-batch's backward."""
         return self.ddp.no_sync() if (self.ddp is not None and not last) else nullcontext()
 
+    def _step_net(self) -> torch.nn.Module:
+        """The network for this step's passes. With --warm-averages the batch-norm momenta are set for this step's
+        update (the running statistics have seen ``step`` updates: one per optimizer step); while they still change
+        from step to step the eager network runs, since a compiled graph would be rebuilt for every new value."""
+        if not (self.cfg.warm_averages and self.bn_layers):
+            return self.net
+        warming = set_bn_momenta(self.bn_layers, self.bn_momenta, self.bn_updates())
+        return self.eager_net if warming else self.net
+
+    def bn_updates(self) -> int:
+        """How many times the running statistics have been updated: their own counter, kept in the checkpoint (a
+        model started from --init continues its count)."""
+        if self._bn_updates is None:
+            self._bn_updates = int(self.bn_layers[0].num_batches_tracked)
+        return self._bn_updates
+
     def accumulate(self, batch: Batch, lambda_u: float) -> Tuple[torch.Tensor, torch.Tensor]:
         """Forward and backward ``batch`` in --accum-steps micro-batches; returns the summed (loss_x, loss_u).
 
@@ -118,16 +146,18 @@ class Trainer:
         are the full batch's. Only the first micro-batch updates the batch-norm running statistics, so they
         advance once per optimizer step whatever --accum-steps is.
         """
-        count = self.cfg.accum_steps
+        count, net = self.cfg.accum_steps, self._step_net()
         total = torch.zeros(2, device=batch.x.device)
         for i in range(count):
             micro = self.algorithm.micro_batch(batch, i, count)
             with self._sync_context(i == count - 1):
-                with frozen_bn_stats(self.net) if i else nullcontext():
-                    loss_x, loss_u = self.algorithm.loss(self.net, micro, self.rt.autocast)
+                with frozen_bn_stats(net) if i else nullcontext():
+                    loss_x, loss_u = self.algorithm.loss(net, micro, self.rt.autocast)
                 loss = loss_x + lambda_u * loss_u
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
             total += torch.stack([loss_x.detach(), loss_u.detach()])
+        if self._bn_updates is not None and self.model.training:
+            self._bn_updates += 1
         return total[0], total[1]
 
     def apply_batch(self, batch: Batch) -> Tuple[torch.Tensor, torch.Tensor, float]:
@@ -138,7 +168,7 @@ class Trainer:
         Returns (loss_x, loss_u, lambda_u) with the losses still on the device.
         """
         cfg, step = self.cfg, self.step
-        lam_u = lambda_u_at(step, cfg.lambda_u, cfg.rampup_steps)
+        lam_u = lambda_u_at(step * cfg.batch_size, cfg.lambda_u, cfg.rampup_images)
         self.optimizer.zero_grad(set_to_none=True)
         loss_x, loss_u = self.accumulate(batch, lam_u)
         if self.scaler:
@@ -152,7 +182,7 @@ class Trainer:
         else:
             self.optimizer.step()
         apply_weight_decay(self.decay_params, cfg.wd, cfg.lr)
-        self.ema.update()
+        self.ema.update(step if cfg.warm_averages else None)
         self._run_hooks("after_step", step)
         self.step += 1
         return loss_x, loss_u, lam_u
@@ -180,13 +210,17 @@ class Trainer:
         """Everything a resumed run needs. *Collective* under torchrun: every rank must call it (it gathers each
         rank's RNG state); rank 0 saves the result."""
         rng = gather_rng_states(self.rt.device, self.rt.world_size)
+        # The loss sums since the last evaluation, per rank: a run stopped between evaluations logs the same
+        # next record after resuming as it would have without the stop.
+        window = gather_per_rank({"sums": self.loss_sums.detach().cpu(), "steps": self.window_steps,
+                                  "time": self.window_time}, self.rt.world_size)
         model, masks = split_masks(self.model)
         extra = {"masks": masks} if masks else {}
         return {"config": self.cfg.to_dict(), "model_name": self.cfg.model, "arch": dict(self.model.arch),
                 "model": model, "ema": split_masks(self.ema.model)[0], **extra,
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else {},
                 "step": self.step, "rng": rng, "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
-                "history": list(self.history)}
+                "history": list(self.history), "window": window}
 
     def load_state_dict(self, state: dict) -> None:
         restore_rng_state(state["rng"], self.rt.rank, self.rt.world_size, self.rt.device)
@@ -200,4 +234,11 @@ class Trainer:
         for name, sampler in self.samplers.items():
             sampler.load_state_dict(state["samplers"][name])
         self.step = int(state["step"])
+        self._bn_updates = None
         self.history = list(state["history"])
+        self.reset_window()
+        window = state.get("window")  # absent from checkpoints written at evaluations before it was saved
+        if window and len(window) == self.rt.world_size:
+            mine = window[self.rt.rank]
+            self.loss_sums = mine["sums"].to(self.rt.device, torch.float32)
+            self.window_steps, self.window_time = int(mine["steps"]), float(mine["time"])

@@ -23,13 +23,18 @@ def mixup_loss(logits_x: torch.Tensor, targets_x: torch.Tensor, logits_u: torch.
     return loss_x, loss_u
 
 
-def linear_rampup(step: int, rampup_steps: int) -> float:
-    """step / rampup_steps clipped to [0, 1]; 1 when there is no ramp-up."""
-    if rampup_steps <= 0:
+def linear_rampup(position: float, length: float) -> float:
+    """position / length clipped to [0, 1]; 1 when there is no ramp-up."""
+    if length <= 0:
         return 1.0
-    return min(max(step / rampup_steps, 0.0), 1.0)
+    return min(max(position / length, 0.0), 1.0)
 
 
-def lambda_u_at(step: int, lambda_u: float, rampup_steps: int) -> float:
-    """The unlabeled-loss weight for the optimizer step ``step`` (0-based): λu · min(step / rampup, 1)."""
-    return lambda_u * linear_rampup(step, rampup_steps)
+def lambda_u_at(images: float, lambda_u: float, rampup_images: float) -> float:
+    """The unlabeled-loss weight after ``images`` labeled images: λu · min(images / rampup_images, 1).
+
+    The official code counts the ramp-up in images (``warmup_kimg << 10`` against a step counter that advances by
+    the batch size), so a larger batch or more processes keep the paper's schedule. The step counting from 0,
+    the first step sees 0 images and weight 0.
+    """
+    return lambda_u * linear_rampup(images, rampup_images)

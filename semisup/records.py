@@ -74,8 +74,43 @@ def median_of_last(history: Sequence[dict], n_last: int, metric: str = PAPER_MET
     return statistics.median(values), len(values)
 
 
-def summary(history: Sequence[dict], n_last: int) -> dict:
-    """summary.json: the paper's statistic and its error, the evaluations it used, the last step."""
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def model_selection(history: Sequence[dict]) -> dict:
+    """Beside the paper's statistic, the other ways a reported model could be chosen, each named for what it is.
+
+    ``test_acc_ema_at_best_valid``: the EMA test accuracy at the evaluation with the best EMA validation accuracy
+    (honest model selection; None without a validation set). ``test_acc_ema_final``: the last evaluation's.
+    ``test_acc_ema_best_optimistic``: the best EMA test accuracy of any evaluation, i.e. a model picked on the
+    test set; an optimistic number, never a headline.
+    """
+    valid = [h for h in history if _finite(h.get("valid_acc_ema"))]
+    best_valid = max(valid, key=lambda h: h["valid_acc_ema"]) if valid else None
+    tests = [h[PAPER_METRIC] for h in history if _finite(h.get(PAPER_METRIC))]
+    return {"test_acc_ema_at_best_valid": best_valid[PAPER_METRIC] if best_valid else None,
+            "best_valid_step": best_valid["step"] if best_valid else None,
+            "test_acc_ema_final": history[-1][PAPER_METRIC] if history else None,
+            "test_acc_ema_best_optimistic": max(tests) if tests else None}
+
+
+def cost(history: Sequence[dict]) -> dict:
+    """Measured cost: wall-clock seconds of training and evaluation over every attempt of the run, mean seconds
+    per step and training images per second (over the logged windows)."""
+    steps = [h["step"] - (history[i - 1]["step"] if i else 0) for i, h in enumerate(history)]
+    timed = [(n, h["sec_per_step"]) for n, h in zip(steps, history) if _finite(h.get("sec_per_step"))]
+    total_steps = sum(n for n, _ in timed)
+    mean_step = sum(n * s for n, s in timed) / total_steps if total_steps else None
+    rates = [h["img_per_sec"] for h in history if _finite(h.get("img_per_sec"))]
+    return {"wall_clock_s": history[-1].get("elapsed_s") if history else None, "mean_step_s": mean_step,
+            "img_per_sec": statistics.median(rates) if rates else None}
+
+
+def summary(history: Sequence[dict], n_last: int, run: dict = None) -> dict:
+    """summary.json: the paper's statistic and its error, the evaluations it used, the last step, the other model
+    selections (``model_selection``), and what the run cost where it ran (``run``: device, precision)."""
     med, used = median_of_last(history, n_last)
     return {"median_test_acc_ema_last": med, "error": 100.0 - med, "n_evals_used": used,
-            "step": history[-1]["step"] if history else 0}
+            "step": history[-1]["step"] if history else 0, **model_selection(history), **(run or {}),
+            **cost(history)}

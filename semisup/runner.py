@@ -10,16 +10,17 @@ import time
 
 import torch
 
+from . import stop
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, model_from_checkpoint, save_checkpoint
 from .compress.training import install as install_compression
 from .config import TRAIN_DESCRIPTION, Config, ConfigError, config_differences, first_line, parse_args
 from .data import SSLData, prepare_from_config
-from .distributed import barrier, broadcast_from_main, mean_over_ranks, shutdown
+from .distributed import any_rank, barrier, broadcast_from_main, mean_over_ranks, shutdown
 from .engine import Trainer
 from .guard import LossGuard, NonFiniteLoss, check_weights_finite, guarded_step
 from .models import MODELS, create_model
 from .records import json_line, summary, write_json
-from .runtime import make_runtime
+from .runtime import device_name, make_runtime
 from .tblog import EventLog
 
 LOG_EVERY = 10  # steps between progress-bar updates (each one reads the losses back from the device)
@@ -180,7 +181,8 @@ def _train(cfg: Config, rt) -> dict:
         _loop(cfg, trainer, logger, out)
     finally:
         logger.close()
-    result = summary(trainer.history, cfg.n_eval_last)
+    result = summary(trainer.history, cfg.n_eval_last, {"device": f"{rt.device} ({device_name(rt.device)})",
+                                                         "precision": rt.precision})
     if rt.is_main:
         write_json(result, os.path.join(out, "summary.json"))
     return broadcast_from_main(result, rt.world_size)
@@ -188,43 +190,71 @@ def _train(cfg: Config, rt) -> dict:
 
 def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
     bar = _progress(cfg, trainer)
-    img_per_step = trainer.images_per_step
     guard = LossGuard(trainer.rt.device)
-    world = trainer.rt.world_size
-    sums = torch.zeros(2, device=trainer.rt.device)  # running loss sums on the device: nothing grows per step
-    window_steps, window_time = 0, 0.0
     with torch.autograd.set_detect_anomaly(cfg.detect_anomaly):
         while trainer.step < cfg.steps:
             t0 = time.perf_counter()
             loss_x, loss_u, lam_u = guarded_step(trainer, guard, cfg.detect_anomaly)
-            sums += torch.stack([loss_x, loss_u])
-            window_steps += 1
+            trainer.add_to_window(loss_x, loss_u)
             evaluating = trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps
             if trainer.step % LOG_EVERY == 0 or evaluating:
                 guard.check()
                 if bar:
                     bar.set_postfix(loss_x=f"{loss_x.item():.3f}", loss_u=f"{loss_u.item():.4f}",
                                     lambda_u=f"{lam_u:.1f}", refresh=False)
-            window_time += time.perf_counter() - t0
+            trainer.window_time += time.perf_counter() - t0
             if bar:
                 bar.update(1)
             if evaluating:
-                mean_x, mean_u = (mean_over_ranks(sums.clone(), world) / window_steps).tolist()
-                record = {"step": trainer.step, "loss_x": mean_x, "loss_u": mean_u, "lambda_u": lam_u,
-                          "img_per_sec": img_per_step * window_steps / max(window_time, 1e-9),
-                          "sec_per_step": window_time / window_steps}
-                _eval_and_save(trainer, logger, record, out)
-                sums.zero_()
-                window_steps, window_time = 0, 0.0
+                seconds = trainer.window_time
+                _eval_and_save(trainer, logger, _window_record(trainer, lam_u), out, seconds)
+            if trainer.step < cfg.steps and _stop_agreed(trainer):
+                _stop_here(trainer, guard, out, saved=evaluating)
     if bar:
         bar.close()
 
 
-def _eval_and_save(trainer: Trainer, logger: Logger, record: dict, out: str) -> None:
-    """Rank 0 evaluates, logs and saves; every rank takes part in gathering the state (RNG of each rank)."""
+def _window_record(trainer: Trainer, lam_u: float) -> dict:
+    """The evaluation record's training part: mean losses and speed since the last evaluation (then reset)."""
+    steps, seconds = trainer.window_steps, trainer.window_time
+    mean_x, mean_u = (mean_over_ranks(trainer.loss_sums.clone(), trainer.rt.world_size) / steps).tolist()
+    trainer.reset_window()
+    return {"step": trainer.step, "loss_x": mean_x, "loss_u": mean_u, "lambda_u": lam_u,
+            "img_per_sec": trainer.images_per_step * steps / max(seconds, 1e-9), "sec_per_step": seconds / steps}
+
+
+def _stop_agreed(trainer: Trainer) -> bool:
+    """Whether to stop now for a requeue. Under torchrun every rank must stop at the same step, so the ranks
+    agree every LOG_EVERY steps (one tiny all-reduce) instead of reading their own flags."""
+    if trainer.rt.world_size == 1:
+        return stop.requested()
+    return trainer.step % LOG_EVERY == 0 and any_rank(stop.requested(), trainer.rt.world_size)
+
+
+def _stop_here(trainer: Trainer, guard: LossGuard, out: str, saved: bool) -> None:
+    """Checkpoint at this step (the loss window included, so the next record is the uninterrupted one), stop."""
+    if not saved:
+        guard.check()
+        if trainer.rt.is_main:
+            check_weights_finite(trainer.model, trainer.ema.model, trainer.step)
+        state = trainer.state_dict()
+        if trainer.rt.is_main:
+            save_checkpoint(state, out, trainer.cfg.keep_checkpoints)
+    raise stop.StopForRequeue(trainer.step)
+
+
+def _eval_and_save(trainer: Trainer, logger: Logger, record: dict, out: str, train_seconds: float) -> None:
+    """Rank 0 evaluates, logs and saves; every rank takes part in gathering the state (RNG of each rank).
+
+    ``elapsed_s`` adds this window's training and evaluation time to the previous record's, so over resumptions it
+    counts the run's own compute time (not the time it spent stopped).
+    """
     if trainer.rt.is_main:
         check_weights_finite(trainer.model, trainer.ema.model, trainer.step)
+        start = time.perf_counter()
         record.update(trainer.evaluate())
+        before = trainer.history[-1].get("elapsed_s", 0.0) if trainer.history else 0.0
+        record["elapsed_s"] = before + train_seconds + time.perf_counter() - start
         trainer.history.append(record)
         logger.log(record)
     state = trainer.state_dict()
@@ -241,12 +271,17 @@ def _compile_errors(cfg: Config) -> tuple:
 
 
 def run(cfg: Config) -> int:
-    """Train ``cfg``; input problems exit with 2, a non-finite loss with 1, each as one line."""
+    """Train ``cfg``; input problems exit with 2, a non-finite loss with 1, each as one line; a stop signal
+    (``stop.install``) checkpoints at the current step and exits with stop.REQUEUE_EXIT."""
     try:
         result = train(cfg)
     except ConfigError as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
+    except stop.StopForRequeue as err:
+        if os.environ.get("RANK", "0") == "0":
+            print(err, file=sys.stderr)
+        return stop.REQUEUE_EXIT
     except NonFiniteLoss as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ docs/speed.md has the measured effect of each, with the command that measures it
 """
 import importlib.util
 import os
+import platform
 import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -96,10 +97,39 @@ class Runtime:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    @property
+    def precision(self) -> str:
+        """fp32, bf16 or fp16: what the forward passes compute in (guesses and losses are fp32 in every case)."""
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+
     def autocast(self):
         if self.amp_dtype is None:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+
+def _cpu_info() -> dict:
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return info
+
+
+def device_name(device: torch.device) -> str:
+    """What ran the numbers: the GPU's name, or the CPU's with whether it has native bf16 (AVX512-BF16), which
+    decides its bf16 speed; measured numbers are only comparable on the same kind."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    info = _cpu_info()
+    name = info.get("model name") or platform.processor() or platform.machine()
+    flags = info.get("flags", "").split()
+    kind = "avx512_bf16" if "avx512_bf16" in flags else ("avx2, no avx512_bf16" if "avx2" in flags else "")
+    return f"{name} ({kind}, {torch.get_num_threads()} threads)" if kind else name
 
 
 def resolve_device(name: str) -> torch.device:

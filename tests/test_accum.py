@@ -66,7 +66,7 @@ def test_accum_trainer_step_matches_full_batch(fake_cifar, algorithm):
 def test_accum_counters_advance_once_per_optimizer_step(fake_cifar):
     """EMA, Adam, hooks, λu and the batch-norm running statistics count optimizer steps, not micro-batches."""
     decay, steps, accum = 0.9, 3, 4
-    cfg = tiny_config(fake_cifar, accum_steps=accum, ema_decay=decay, rampup_steps=16)
+    cfg = tiny_config(fake_cifar, accum_steps=accum, ema_decay=decay, rampup_steps=16, warm_averages=False)
     trainer = single_process_trainer(cfg, tiny_model(1))
     weights = [[p.detach().clone() for p in trainer.model.parameters()]]
     calls = {"after_backward": 0}
@@ -85,6 +85,35 @@ def test_accum_counters_advance_once_per_optimizer_step(fake_cifar):
         for i in range(1, steps + 1):
             expected = expected + (1 - decay) * decay ** (steps - i) * weights[i][j]
         torch.testing.assert_close(ema_p, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_warm_averages_by_hand_once_per_optimizer_step(fake_cifar, accum):
+    """--warm-averages: EMA decays min(d, (1+t)/(10+t)) = 0.1, 2/11, 3/12 for t = 0, 1, 2, and the batch-norm
+    running mean is the plain average of the batch means of the chunk that updates it (one per optimizer step,
+    whatever --accum-steps is): momentum 1, 1/2, 1/3."""
+    steps = 3
+    cfg = tiny_config(fake_cifar, accum_steps=accum, ema_decay=0.999, rampup_steps=16)
+    assert cfg.warm_averages  # the default
+    trainer = single_process_trainer(cfg, tiny_model(1))
+    bn = trainer.model.bn
+    seen = []
+    bn.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].detach().float().mean((0, 2, 3)))
+                             if m.training and m.track_running_stats else None)
+    weights = [[p.detach().clone() for p in trainer.model.parameters()]]
+    trainer.add_hook("after_step", lambda t, s: weights.append([p.detach().clone() for p in t.model.parameters()]))
+    for _ in range(steps):
+        trainer.train_step()
+    assert len(seen) == steps  # one updating pass per optimizer step
+    torch.testing.assert_close(bn.running_mean, torch.stack(seen).mean(0), rtol=0, atol=1e-6)
+    assert int(bn.num_batches_tracked) == steps and bn.momentum == pytest.approx(1 / 3)
+    decays = [0.1, 2 / 11, 3 / 12]
+    for j, ema_p in enumerate(trainer.ema.model.parameters()):
+        expected = weights[0][j]
+        for i, d in enumerate(decays, 1):
+            expected = d * expected + (1 - d) * weights[i][j]
+        torch.testing.assert_close(ema_p, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(trainer.ema.model.bn.running_mean, bn.running_mean)  # buffers follow the model
 
 
 def test_accum_train_py_logs_per_step_lambda(fake_cifar, tmp_path):

@@ -36,7 +36,8 @@ def test_help_documents_every_field():
 
 def test_defaults_are_the_papers():
     cfg = parse_args([])
-    assert (cfg.K, cfg.T, cfg.alpha, cfg.lambda_u, cfg.rampup_steps) == (2, 0.5, 0.75, 75.0, 16384)
+    assert (cfg.K, cfg.T, cfg.alpha, cfg.lambda_u, cfg.rampup_kimg, cfg.rampup_steps) == (2, 0.5, 0.75, 75.0, 1024, 0)
+    assert cfg.rampup_images == 16384 * 64  # the official warmup_kimg = 1024: 16,384 steps of 64 labeled images
     assert (cfg.lr, cfg.wd, cfg.ema_decay, cfg.batch_size) == (0.002, 0.02, 0.999, 64)
     assert (cfg.n_labeled, cfg.n_valid, cfg.steps, cfg.eval_every, cfg.n_eval_last) == (250, 5000, 2 ** 20, 1024, 20)
     assert (cfg.algorithm, cfg.mixup, cfg.model, cfg.data_dir) == ("mixmatch", "all", "wrn-28-2", "data")

@@ -2,7 +2,7 @@
 import torch
 import torch.nn as nn
 
-from semisup.ema import EMA, apply_weight_decay, decay_parameters
+from semisup.ema import EMA, apply_weight_decay, bn_momentum_at, decay_parameters, ema_decay_at
 from semisup.models import create_model
 
 
@@ -89,3 +89,34 @@ def test_weight_decay_multiplies_by_one_minus_wd_lr_and_nothing_else():
     snapshot = {k: v.clone() for k, v in model.state_dict().items()}
     apply_weight_decay(decay_parameters(model), wd=0.0, lr=0.002)
     assert all(torch.equal(v, snapshot[k]) for k, v in model.state_dict().items())
+
+
+def test_warm_up_rules_by_hand():
+    assert [ema_decay_at(t, 0.999) for t in (0, 1, 2, 90)] == [0.1, 2 / 11, 3 / 12, 91 / 100]
+    assert ema_decay_at(8989, 0.999) < 0.999 and ema_decay_at(8990, 0.999) == 0.999  # (1+t)/(10+t) >= 0.999
+    assert [bn_momentum_at(t, 0.001) for t in (0, 1, 3)] == [1.0, 0.5, 0.25]  # the cumulative average
+    assert bn_momentum_at(998, 0.001) > 0.001 and bn_momentum_at(999, 0.001) == 0.001
+
+
+def _ema(weights, decays):
+    e = weights[0]
+    for w, d in zip(weights[1:], decays):
+        e = d * e + (1 - d) * w
+    return e
+
+
+def test_warm_ema_differs_from_the_official_by_decay_to_the_n_minus_t():
+    """Once both rules use the same decay (from update T on), their difference shrinks by exactly decay per
+    update: |warm(n) - official(n)| = decay^(n-T) |warm(T) - official(T)| <= decay^(n-T) max|w_i - w_j| (i, j <= T)."""
+    torch.manual_seed(0)
+    decay, n = 0.9, 200
+    weights = torch.randn(n + 1, 5, dtype=torch.float64).cumsum(0)  # a drifting trajectory w_0 ... w_n
+    warm = [ema_decay_at(t, decay) for t in range(n)]
+    T = next(t for t, d in enumerate(warm) if d == decay)  # 80 for 0.9: (1+t)/(10+t) >= 0.9
+    assert T == 80
+    official = [decay] * n
+    diff_T = _ema(weights[:T + 1], warm[:T]) - _ema(weights[:T + 1], official[:T])
+    diff_n = _ema(weights, warm) - _ema(weights, official)
+    torch.testing.assert_close(diff_n, decay ** (n - T) * diff_T, rtol=1e-9, atol=1e-12)
+    diameter = (weights[:T + 1, None] - weights[None, :T + 1]).abs().amax((0, 1))
+    assert (diff_n.abs() <= decay ** (n - T) * diameter).all() and diff_n.abs().max() > 0

@@ -43,7 +43,7 @@ def trainer_and_reference(data_dir, monkeypatch, seed, amp_dtype=None, memory_fo
     """One Trainer.train_step and the reference step on the same views and mixup draws; returns both models and
     both (loss_x, loss_u)."""
     cfg = validate(Config(data_dir=data_dir, model="wrn-10-tiny", n_labeled=40, n_valid=100, batch_size=8,
-                          rampup_steps=0, progress=False, seed=seed))
+                          rampup_kimg=0, progress=False, seed=seed, warm_averages=False))  # the reference: official
     model = tiny_model(seed)
     ref = copy.deepcopy(model)
     rt = Runtime(device=CPU, amp_dtype=amp_dtype, memory_format=memory_format)

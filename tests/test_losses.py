@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from semisup.config import Config
 from semisup.losses import lambda_u_at, linear_rampup, mixup_loss, soft_cross_entropy_sum
 
 LN3 = math.log(3.0)
@@ -46,7 +47,24 @@ def test_losses_are_float32_under_bf16_logits():
 @pytest.mark.parametrize("step, expected", [(0, 0.0), (1, 75 / 16384), (8192, 37.5), (16384, 75.0),
                                             (20000, 75.0)])
 def test_lambda_u_ramps_linearly_over_16384_steps(step, expected):
-    assert lambda_u_at(step, 75.0, 16384) == pytest.approx(expected, rel=1e-12)
+    assert lambda_u_at(step * 64, 75.0, 1024 << 10) == pytest.approx(expected, rel=1e-12)  # batch 64, 1024 kimg
+
+
+@pytest.mark.parametrize("steps_at_128", [0, 1, 100, 4096, 8192, 9000])
+def test_rampup_counts_images_so_batch_128_follows_batch_64(steps_at_128):
+    """The official ramp-up counts images: step s at batch 128 has the weight of step 2s at batch 64."""
+    at_64 = Config(batch_size=64)
+    at_128 = Config(batch_size=128)
+    assert at_64.rampup_images == at_128.rampup_images == 1024 * 1024
+    lam_128 = lambda_u_at(steps_at_128 * 128, 75.0, at_128.rampup_images)
+    lam_64 = lambda_u_at(2 * steps_at_128 * 64, 75.0, at_64.rampup_images)
+    assert lam_128 == lam_64
+    assert lam_128 == pytest.approx(75.0 * min(steps_at_128 / 8192, 1.0))  # full weight at step 8,192 of 128
+
+
+def test_rampup_steps_is_the_same_ramp_spelled_in_steps():
+    assert Config(batch_size=128, rampup_steps=2048).rampup_images == 2048 * 128  # it wins over --rampup-kimg
+    assert Config(rampup_kimg=128).rampup_images == 2048 * 64  # the ablation's 128 kimg: 2,048 steps of 64
 
 
 def test_rampup_edges():

@@ -32,6 +32,7 @@ def _lines(out):
         return [{k: v for k, v in json.loads(line).items() if k in DETERMINISTIC} for line in f]
 
 
+@pytest.mark.timeout(900)
 def test_real_data_resume_at_40_equals_uninterrupted_60(real_cifar, tmp_path):
     run = tmp_path / "R"
     _train(real_cifar, run, 40)

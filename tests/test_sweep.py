@@ -37,7 +37,7 @@ def test_print_commands_table4_every_row_label_and_seed(capsys, tmp_path):
     for c in cfgs:
         assert c.out == os.path.join(out, "table4", c.out.split(os.sep)[-2], f"seed{c.seed}")
         assert str(c.n_labeled) == c.out.split(os.sep)[-2].split("@")[1]
-        assert (c.lambda_u, c.rampup_steps, c.steps) == (100.0, 2048, 1 << 20)  # the official ablation's λu
+        assert (c.lambda_u, c.rampup_kimg, c.rampup_steps, c.steps) == (100.0, 128, 0, 1 << 20)  # the ablation's λu
 
 
 def test_print_commands_rows_are_their_switches(capsys, tmp_path):
@@ -62,7 +62,7 @@ def test_print_commands_labels_and_supervised_with_pass_through(capsys, tmp_path
                                                                                                4000)]
     assert all((c.steps, c.eval_every, c.data_dir, c.model, c.threads) == (300, 100, "d", "wrn-10-tiny", 2)
                for c in labels)
-    assert all((c.lambda_u, c.rampup_steps, c.algorithm) == (75.0, 16384, "mixmatch") for c in labels)
+    assert all((c.lambda_u, c.rampup_kimg, c.algorithm) == (75.0, 1024, "mixmatch") for c in labels)
     supervised = printed_commands(capsys, ["supervised", *argv, "--seeds", "3"])
     assert [(c.algorithm, c.n_labeled, c.seed) for c in supervised] == [("supervised", n, 3) for n in paper.LABELS]
 
@@ -99,7 +99,7 @@ def test_plan_order_and_folders(tmp_path):
     runs = plan("table4", "S", seeds=[1, 2], rows=["k1", "mixmatch"], labels=[250])
     assert [(r.seed, r.row) for r in runs] == [(1, "k1"), (1, "mixmatch"), (2, "k1"), (2, "mixmatch")]
     assert runs[0].out == os.path.join("S", "table4", "k1@250", "seed1")
-    assert set(TABLES) == {"table4", "labels", "supervised", "large", "stl10", "svhn", "svhn-extra"}
+    assert set(TABLES) == {"table4", "labels", "supervised", "quick", "large", "stl10", "svhn", "svhn-extra"}
 
 
 # ----- end to end -------------------------------------------------------------------------------------------
@@ -194,3 +194,26 @@ def test_finished_step_needs_the_steps_and_the_same_configuration(tmp_path):
     assert write(60) is None  # stopped short: train.py continues it
     assert write(100, threads=7, data_dir="elsewhere") == 100  # where and how it ran does not matter
     assert write(100, K=2) is None  # another experiment in that folder: train.py will refuse it
+
+
+def test_paper_sweeps_follow_the_official_protocol(capsys, tmp_path):
+    """runs/*.sh: every table on dataset.seed@N-1 (no held-out validation), fp32; Table 4 on split 3."""
+    table4 = printed_commands(capsys, ["table4", "--out", str(tmp_path), "--labels", "250", "--print-commands"])
+    assert {c.seed for c in table4} == {3}
+    for table in ("labels", "supervised", "table4"):
+        for c in printed_commands(capsys, [table, "--out", str(tmp_path), "--print-commands"]):
+            assert (c.n_valid, c.amp) == (0, "none")
+    kept = printed_commands(capsys, ["labels", "--out", str(tmp_path), "--print-commands", "--n-valid", "5000",
+                                     "--amp=bf16"])
+    assert all((c.n_valid, c.amp) == (5000, "bf16") for c in kept)  # the user's choice wins
+
+
+def test_quick_reproduction_scales_its_schedule_to_the_run(capsys, tmp_path):
+    """MixMatch and the supervised baseline on the same labels, steps and network, three seeds; λu's ramp-up and
+    the evaluations scale with --steps."""
+    cfgs = printed_commands(capsys, ["quick", "--out", str(tmp_path), "--print-commands"])
+    assert [(c.algorithm, c.seed) for c in cfgs] == [(a, s) for s in (1, 2, 3) for a in ("mixmatch", "supervised")]
+    assert {(c.model, c.n_labeled, c.steps, c.eval_every, c.rampup_images, c.n_valid, c.amp) for c in cfgs} == {
+        ("wrn-16-1", 250, 1500, 150, 375 * 64, 0, "auto")}
+    short = printed_commands(capsys, ["quick", "--out", str(tmp_path), "--steps", "400", "--print-commands"])
+    assert {(c.steps, c.eval_every, c.rampup_steps) for c in short} == {(400, 40, 100)}

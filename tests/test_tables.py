@@ -109,3 +109,57 @@ def test_raw_model_metric_for_short_runs(sweep, capsys):
     assert "median raw-model test accuracy (not the paper's statistic)" in md
     # The raw accuracies are all 0 here; seed 3 has only the EMA summary and drops out.
     assert "| mixmatch | 250 | 100.00 ± 0.00 | 11.80 | +88.20 | 2 | 50–250 (0.0238%) | 5 |" in md
+
+
+def write_full_run(root, seed, records, amp="none", n_valid=0, summary=None):
+    """A run folder as train.py writes it, with validation accuracies and measured time."""
+    folder = write_run(root, "labels", "mixmatch", 250, seed, summary=summary)
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump({"n_eval_last": 20, "amp": amp, "n_valid": n_valid, "warm_averages": seed == 1}, f)
+    with open(os.path.join(folder, "metrics.jsonl"), "w") as f:
+        for step, (test, raw, valid, elapsed) in enumerate(records, 1):
+            f.write(json.dumps({"step": step * 10, "test_acc_ema": test, "test_acc": raw, "valid_acc_ema": valid,
+                                "elapsed_s": elapsed}) + "\n")
+    return folder
+
+
+def test_protocol_precision_model_selection_and_hours(tmp_path, capsys):
+    root = str(tmp_path / "sweep")
+    # seed 1: test 40, 60, 50; the validation set peaks at the second evaluation; 1.8 h
+    write_full_run(root, 1, [(40, 30, 10, 3600), (60, 50, 30, 5400), (50, 45, 20, 6480)], n_valid=5000,
+                   summary={"precision": "bf16"})
+    write_full_run(root, 2, [(20, 10, 15, 360), (30, 20, 25, 720), (70, 60, 5, 1080)], n_valid=5000)  # 0.3 h
+    rec = cell_record(aggregate(find_runs(root))[0])
+    assert rec["error_mean"] == pytest.approx(100 - (50 + 30) / 2)  # medians 50 and 30
+    assert rec["final_error_mean"] == pytest.approx(100 - (50 + 70) / 2)
+    assert rec["best_valid_error_mean"] == pytest.approx(100 - (60 + 30) / 2)  # test at the best validation
+    assert rec["best_test_error_optimistic_mean"] == pytest.approx(100 - (60 + 70) / 2)
+    assert rec["precision"] == "bf16/fp32" and rec["n_valid"] == "5000"  # summary's precision, else config's amp
+    assert rec["device_hours"] == pytest.approx(1.8 + 0.3)
+    assert main([root]) == 0
+    md = capsys.readouterr().out
+    assert "5000 validation images held out" in md and "precision: bf16, fp32" in md
+    assert "running averages: official, warm (" in md
+    assert ("| 60.00 ± 14.14 | 11.08 ± 0.87 | +48.92 | 2 | 30 (0.00286%) | 3 | 40.00 | 55.00 | 35.00 | bf16/fp32 | "
+            "2.1 |") in md
+    curves = os.path.join(root, "labels_curves.png")
+    assert os.path.getsize(curves) > 1000
+    from matplotlib.image import imread
+    assert imread(curves).shape[1] == 840  # 7 inches at 120 dpi
+
+
+def test_official_protocol_is_named_in_the_header(tmp_path, capsys):
+    root = str(tmp_path / "sweep")
+    write_full_run(root, 1, [(40, 30, None, 10)], n_valid=0)
+    assert main([root]) == 0
+    md = capsys.readouterr().out
+    assert "Protocol: the official protocol (`dataset.seed@N-1`: no held-out validation" in md
+    assert "| — | 60.00 | fp32 |" in md  # no validation set: no selection on it
+
+
+def test_curves_mean_and_spread_by_hand():
+    from semisup.paper.plots import mean_and_spread
+    a = [{"step": 10, "test_acc": 10.0}, {"step": 20, "test_acc": 30.0}]
+    b = [{"step": 10, "test_acc": 20.0}, {"step": 20, "test_acc": None}, {"step": 30, "test_acc": 5.0}]
+    assert mean_and_spread([a, b], "test_acc") == ([10], [15.0], [10.0], [20.0])  # only steps both logged
+    assert mean_and_spread([a], "test_acc") == ([10, 20], [10.0, 30.0], [10.0, 30.0], [10.0, 30.0])

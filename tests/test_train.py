@@ -13,7 +13,7 @@ from semisup.losses import lambda_u_at
 from semisup.models import create_model
 from semisup.runner import main
 
-from conftest import TINY
+from conftest import ROOT, TINY
 
 REQUIRED = ("step", "loss_x", "loss_u", "lambda_u", "valid_acc", "valid_acc_ema", "test_acc", "test_acc_ema",
             "img_per_sec")
@@ -71,12 +71,37 @@ def test_run_folder_contents(run60):
         assert set(REQUIRED) <= set(r)
         assert all(0 <= r[k] <= 100 for k in ("valid_acc", "valid_acc_ema", "test_acc", "test_acc_ema"))
         assert r["loss_x"] > 0 and r["loss_u"] > 0 and r["img_per_sec"] > 0
-        assert r["lambda_u"] == pytest.approx(lambda_u_at(r["step"] - 1, 75.0, 16384))  # the step just taken
+        assert r["lambda_u"] == pytest.approx(lambda_u_at((r["step"] - 1) * 8, 75.0, 1024 * 1024))  # the step just
+        # taken, at --batch-size 8: the ramp counts 1,048,576 labeled images
     assert (out / "last.pt").is_file() and (out / "last-1.pt").is_file()
     with open(out / "summary.json") as f:
         summary = json.load(f)
     median = statistics.median(r["test_acc_ema"] for r in lines)
-    assert summary == {"median_test_acc_ema_last": median, "error": 100.0 - median, "n_evals_used": 3, "step": 60}
+    paper = {k: summary[k] for k in ("median_test_acc_ema_last", "error", "n_evals_used", "step")}
+    assert paper == {"median_test_acc_ema_last": median, "error": 100.0 - median, "n_evals_used": 3, "step": 60}
+    best_valid = max(lines, key=lambda r: r["valid_acc_ema"])  # the honest selection: on the validation set
+    assert summary["test_acc_ema_at_best_valid"] == best_valid["test_acc_ema"]
+    assert summary["best_valid_step"] == best_valid["step"]
+    assert summary["test_acc_ema_final"] == lines[-1]["test_acc_ema"]
+    assert summary["test_acc_ema_best_optimistic"] == max(r["test_acc_ema"] for r in lines)
+    assert summary["precision"] == "fp32" and summary["device"].startswith("cpu")
+    assert summary["wall_clock_s"] == lines[-1]["elapsed_s"] > 0
+    assert [r["elapsed_s"] for r in lines] == sorted(r["elapsed_s"] for r in lines)  # cumulative
+    steps = [20, 20, 20]
+    assert summary["mean_step_s"] == pytest.approx(sum(n * r["sec_per_step"] for n, r in zip(steps, lines)) / 60)
+
+
+def test_summary_without_a_validation_set(fake_cifar, tmp_path):
+    """--n-valid 0 (the paper's protocol): no selection on validation data, the rest as with it."""
+    out = tmp_path / "novalid"
+    train(fake_cifar, out, "--steps", "20", "--eval-every", "10", "--n-valid", "0")
+    lines = metrics(out)
+    assert all(r["valid_acc"] is None and r["valid_acc_ema"] is None for r in lines)  # NaN is written as null
+    with open(out / "summary.json") as f:
+        summary = json.load(f)
+    assert summary["test_acc_ema_at_best_valid"] is None and summary["best_valid_step"] is None
+    assert summary["test_acc_ema_final"] == lines[-1]["test_acc_ema"]
+    assert summary["median_test_acc_ema_last"] == statistics.median(r["test_acc_ema"] for r in lines)
 
 
 def test_tensorboard_holds_the_same_numbers(run60):
@@ -160,3 +185,32 @@ def test_resume_on_cuda(fake_cifar, tmp_path):
     train(fake_cifar, out, "--steps", "20", "--device", "cuda")
     train(fake_cifar, out, "--steps", "40", "--device", "cuda")
     assert [r["step"] for r in metrics(out)] == [20, 40]
+
+
+def test_stop_signal_checkpoints_at_the_step_and_the_rerun_ends_as_uninterrupted(fake_cifar, tmp_path):
+    """SIGUSR1 between two evaluations: train.py finishes the step, checkpoints there (the loss window included),
+    exits 75; the same command resumes and logs what an uninterrupted run logs (timing fields aside)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from semisup.checkpoint import load_checkpoint
+    out = tmp_path / "stopped"
+    argv = [sys.executable, os.path.join(ROOT, "train.py"), *TINY, "--data-dir", fake_cifar, "--out", str(out),
+            "--steps", "100", "--eval-every", "20"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "metrics.jsonl").exists() or not metrics(out):  # the first evaluation, at step 20
+        assert proc.poll() is None and time.time() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 75, err
+    step = load_checkpoint(str(out / "last.pt"))["step"]
+    assert f"stopped at step {step} for requeue" in err and 20 <= step < 100
+    assert subprocess.run(argv, capture_output=True, text=True, timeout=300).returncode == 0
+    train(fake_cifar, tmp_path / "straight", "--steps", "100")
+    timing = ("img_per_sec", "sec_per_step", "eval_img_per_sec", "elapsed_s")
+    strip = [{k: v for k, v in r.items() if k not in timing} for r in metrics(out)]
+    assert strip == [{k: v for k, v in r.items() if k not in timing} for r in metrics(tmp_path / "straight")]

@@ -1,76 +1,28 @@
 """Sweeps of train.py runs for the paper's tables: one run folder per (table, row, labels, seed).
 
-Runs go one after another, each as its own ``python train.py`` process, so killing the sweep leaves every run
-resumable: running the same sweep again skips the runs whose summary.json reached the requested steps and lets
-train.py resume the interrupted one from its last checkpoint. Run folders: OUT/<table>/<row>@<labels>/seed<k>.
+Each run is its own ``python train.py`` process, so killing the sweep leaves every run resumable: running the
+same sweep again skips the runs whose summary.json reached the requested steps and lets train.py resume the
+others from their last checkpoints. Run folders: OUT/<table>/<row>@<labels>/seed<k>. Where the runs go is the
+launcher's: one after another or ``--parallel N`` at once on this machine (``launch.py``), or one SLURM job array
+(``slurm.py``); ``sweep.py status OUT`` reports on them (``status.py``).
 """
 import argparse
-import ctypes
 import json
 import os
 import shlex
 import signal
-import subprocess
 import sys
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
 
 from ..config import Config, ConfigError, OneLineParser, build_parser, config_differences, validate
-from . import numbers as paper
+from ..datasets import spec_of
+from ..records import read_json, write_json
+from . import launch, slurm, status
+from .settings import ABLATION_FLAGS, PROTOCOL_FLAGS, TABLES
 
-# The official ablation runs used λu = 100 and a 2,048-step ramp-up (not the 75 and 16,384 of the main results).
-ABLATION_FLAGS = ("--lambda-u", f"{paper.ABLATION_LAMBDA_U:g}", "--rampup-steps", str(paper.ABLATION_RAMPUP_STEPS))
-ICT_FLAGS = ("--mixup", "unlabeled", "--no-sharpen", "--ema-guess")
-TEST_IMAGES = 10000  # CIFAR-10's test set, evaluated with the validation set at every evaluation
 TRAIN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                         "train.py")
-
-
-@dataclass(frozen=True)
-class Table:
-    rows: Dict[str, Tuple[str, ...]]  # row name → the train.py flags that make it
-    labels: Tuple[int, ...]
-    seeds: Tuple[int, ...]
-    common: Tuple[str, ...] = field(default=())  # flags every row of the table gets
-    row_labels: Dict[str, Tuple[int, ...]] = field(default_factory=dict)  # a row's own labels (default: labels)
-    label_seeds: Dict[int, Tuple[int, ...]] = field(default_factory=dict)  # a label count's own seeds (: seeds)
-
-    def has(self, row: str, labels: int, seed: int) -> bool:
-        """Whether the paper ran this cell (the large table's rows and STL-10's 5,000 labels are partial)."""
-        return labels in self.row_labels.get(row, self.labels) and seed in self.label_seeds.get(labels, self.seeds)
-
-
-def _f(value: float) -> str:
-    return f"{value:g}"
-
-
-# The paper's tables on the other datasets (google-research/mixmatch runs/*.sh): each row names its dataset.
-DATASET_TABLES: Dict[str, Table] = {
-    "large": Table(rows={row: ("--dataset", row, "--lambda-u", _f(paper.LARGE_LAMBDA_U[row])) for row in paper.LARGE},
-                   labels=tuple(labels for labels, _ in paper.LARGE.values()), seeds=(1, 2, 3, 4, 5),
-                   common=("--model", "wrn-28-large", "--wd", _f(paper.LARGE_WD)),
-                   row_labels={row: (labels,) for row, (labels, _) in paper.LARGE.items()}),
-    "stl10": Table(rows={"mixmatch": ("--dataset", "stl10", "--lambda-u", _f(paper.STL10_LAMBDA_U))},
-                   labels=tuple(paper.STL10), seeds=(1, 2, 3, 4, 5), label_seeds={5000: (1,)}),
-    "svhn": Table(rows={"mixmatch": ("--dataset", "svhn", "--lambda-u", _f(paper.SVHN_LAMBDA_U), "--alpha",
-                                     _f(paper.SVHN_ALPHA))}, labels=tuple(paper.SVHN), seeds=(1, 2, 3, 4, 5)),
-    "svhn-extra": Table(rows={"mixmatch": ("--dataset", "svhn-extra", "--lambda-u", _f(paper.SVHN_LAMBDA_U),
-                                           "--alpha", _f(paper.SVHN_EXTRA_ALPHA))}, labels=tuple(paper.SVHN_EXTRA),
-                        seeds=(1, 2, 3, 4, 5)),
-}
-
-
-TABLES: Dict[str, Table] = {
-    "table4": Table(rows={
-        "mixmatch": (), "k1": ("--K", "1"), "k3": ("--K", "3"), "k4": ("--K", "4"), "no-sharpen": ("--no-sharpen",),
-        "ema-guess": ("--ema-guess",), "no-mixup": ("--mixup", "none"), "mixup-labeled": ("--mixup", "labeled"),
-        "mixup-unlabeled": ("--mixup", "unlabeled"), "mixup-separate": ("--mixup", "separate"), "ict": ICT_FLAGS,
-    }, labels=paper.TABLE4_LABELS, seeds=(1,), common=ABLATION_FLAGS),
-    "labels": Table(rows={"mixmatch": ()}, labels=tuple(paper.LABELS), seeds=(1, 2, 3, 4, 5)),
-    "supervised": Table(rows={"supervised": ("--algorithm", "supervised")}, labels=tuple(paper.LABELS),
-                        seeds=(1, 2, 3, 4, 5)),
-    **DATASET_TABLES,
-}
 
 # Flags the sweep sets itself, and flags that define rows: passing them through would mislabel runs.
 OWNED_FLAGS = frozenset({"--out", "--seed", "--n-labeled", "--steps", "--eval-every", "--data-dir", "--algorithm",
@@ -115,6 +67,16 @@ def _pick(asked, known: Sequence, what: str) -> list:
     return list(asked) if asked else list(known)
 
 
+def passes(extra: Sequence[str], flag: str) -> bool:
+    """Whether the pass-through flags set ``flag`` (as ``--flag value`` or ``--flag=value``)."""
+    return any(token == flag or token.startswith(flag + "=") for token in extra)
+
+
+def protocol_flags(extra: Sequence[str]) -> List[str]:
+    """The paper's protocol (PROTOCOL_FLAGS), less what the user chose: ``--n-valid 5000`` keeps a validation set."""
+    return [part for flag, value in PROTOCOL_FLAGS if not passes(extra, flag) for part in (flag, value)]
+
+
 def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = (), labels: Sequence[int] = (),
          steps: Optional[int] = None, eval_every: Optional[int] = None, data_dir: Optional[str] = None,
          extra: Sequence[str] = ()) -> List[Run]:
@@ -126,7 +88,12 @@ def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = 
     chosen = bool(labels or seeds)  # asked for by name: run every row there; else the cells the paper ran
     labels = list(labels) if labels else list(spec.labels)
     check_extra(extra)
-    shared = []
+    shared = protocol_flags([*spec.common, *extra])
+    steps = spec.steps if steps is None else steps
+    if spec.n_evals and steps and eval_every is None:
+        eval_every = max(1, steps // spec.n_evals)
+    if spec.rampup_fraction is not None and steps and not passes(extra, "--rampup-steps"):
+        shared += ["--rampup-steps", str(max(1, round(steps * spec.rampup_fraction)))]
     for flag, value in (("--steps", steps), ("--eval-every", eval_every), ("--data-dir", data_dir)):
         if value is not None:
             shared += [flag, str(value)]
@@ -160,10 +127,10 @@ def relative_step_cost(cfg: Config) -> float:
 
     Counts image passes with forward = 1 and backward = 2: MixMatch guesses on K·B images (forward only) and
     trains on (1+K)·B (forward and backward) = 11·B at K=2; supervised trains on B (3·B); each evaluation runs
-    both models over the validation and test images (forward only), spread over ``eval_every`` steps.
+    both models over the validation and the dataset's test images (forward only), spread over ``eval_every`` steps.
     """
     per_image = cfg.K + 3 * (1 + cfg.K) if cfg.algorithm == "mixmatch" else 3
-    evaluation = 2 * (cfg.n_valid + TEST_IMAGES) / cfg.eval_every
+    evaluation = 2 * (cfg.n_valid + spec_of(cfg.dataset).test_images) / cfg.eval_every
     return (cfg.batch_size * per_image + evaluation) / (cfg.batch_size * 11)
 
 
@@ -172,40 +139,15 @@ def estimate_hours(configs: Sequence[Config], sec_per_step: float) -> float:
     return sum(cfg.steps * sec_per_step * relative_step_cost(cfg) for cfg in configs) / 3600
 
 
-def _die_with_parent() -> None:
-    """Linux: the run receives SIGTERM when the sweep dies, even by SIGKILL, so no orphan writes its folder."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-
-
-def run_train(train_py: str, argv: Sequence[str]) -> int:
-    """Run train.py to completion; if the sweep is interrupted meanwhile, stop the run too and re-raise."""
-    preexec = _die_with_parent if sys.platform.startswith("linux") else None
-    proc = subprocess.Popen([sys.executable, train_py, *argv], preexec_fn=preexec)
+def render_tables(folder: str) -> None:
+    """The table of what the sweep ran, with its learning curves, as ``scripts/tables.py FOLDER`` writes them."""
+    from .tables import render
     try:
-        return proc.wait()
-    except (KeyboardInterrupt, SystemExit):
-        proc.terminate()
-        proc.wait()
-        raise
-
-
-def execute(runs: Sequence[Tuple[Run, Config]], train_py: str, log=print) -> List[Tuple[Run, int]]:
-    """Run every unfinished run in order; returns the runs that failed with their exit codes."""
-    failed = []
-    for i, (run, cfg) in enumerate(runs, 1):
-        done = finished_step(run, cfg)
-        if done is not None:
-            log(f"[{i}/{len(runs)}] {run.name}: finished at step {done}, skipped")
-            continue
-        log(f"[{i}/{len(runs)}] {run.name}: {run.command()}")
-        rc = run_train(train_py, run.argv)
-        if rc:
-            log(f"[{i}/{len(runs)}] {run.name}: failed with exit code {rc}")
-            failed.append((run, rc))
-        if rc < 0:  # killed by a signal from outside: someone is stopping the work, not a broken run
-            log(f"[{i}/{len(runs)}] {run.name} was killed by signal {-rc}: stopping the sweep")
-            break
-    return failed
+        text, files = render(folder)
+    except FileNotFoundError:
+        return
+    print(text)
+    print("wrote " + ", ".join(files))
 
 
 def _exit_on_sigterm(signum, frame):
@@ -231,12 +173,20 @@ def build_cli() -> argparse.ArgumentParser:
                                  "go to every train.py run.",
                      epilog=f"tables and rows (train.py flags):\n{rows}\n\n"
                             f"table4 runs add {shlex.join(ABLATION_FLAGS)} to every row, as the official ablation "
-                            f"did (lambda_u = 100, ramp-up over 2,048 steps);\nlabels and supervised use the "
-                            f"train.py defaults (lambda_u = 75, ramp-up over 16,384 steps).")
+                            f"did (lambda_u = 100, ramp-up over 128 kimg);\nlabels and supervised use the "
+                            f"train.py defaults (lambda_u = 75, ramp-up over 1024 kimg).\n\n"
+                            f"every run follows the official protocol of the paper's tables unless its flag is passed "
+                            f"through: {' '.join(f'{k} {v}' for k, v in PROTOCOL_FLAGS)} (no held-out validation "
+                            f"set, so the unlabeled set is every non-labeled training image; fp32, the official "
+                            f"precision).\n\n"
+                            f"sweep.py status OUT: one line per run (finished, running, queued, failed, stopped, "
+                            f"not started), with its step, job and last log line.")
+    slurm.add_arguments(parser)
     parser.add_argument("table", choices=list(TABLES), help="which table to run")
     parser.add_argument("--out", required=True, help="sweep folder; runs go to OUT/<table>/<row>@<labels>/seed<k>")
     parser.add_argument("--seeds", type=int, nargs="+",
-                        help="seeds (labeled splits); default 1 for table4 (one run per cell, as the paper), "
+                        help="seeds (labeled splits); default 3 for table4 (one run per cell on the official "
+                             "ablation's split 3, as the paper), "
                              "1 2 3 4 5 for labels and supervised")
     parser.add_argument("--rows", nargs="+", help="only these rows of the table")
     parser.add_argument("--labels", type=int, nargs="+", help="label counts (default: the table's)")
@@ -245,6 +195,12 @@ def build_cli() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (default: train.py's)")
     parser.add_argument("--print-commands", action="store_true",
                         help="print one train.py command per run (e.g. for a cluster) instead of running them")
+    parser.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                        help="local: run on this machine; slurm: submit the runs that are neither finished nor "
+                             "queued as one job array (submitit), each requeued on a time limit or preemption")
+    parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                        help="local: N runs at once, each on its own GPU, or on a CPU-only machine on its own "
+                             "share of the cores (with --threads cores/N unless given); output in RUN/train.log")
     parser.add_argument("--estimate", type=float, metavar="SEC_PER_STEP",
                         help="print the device-hours of the runs, given the seconds one K=2 MixMatch training "
                              "step takes on your device (runs with another K, the supervised runs and the "
@@ -252,7 +208,54 @@ def build_cli() -> argparse.ArgumentParser:
     return parser
 
 
+def record_plan(out: str, runs: Sequence[Run]) -> None:
+    """Add the runs to OUT/sweep-runs.json, so that ``status`` lists the ones not started yet."""
+    path = os.path.join(out, status.PLAN)
+    known = (read_json(path) or {}).get("runs", [])
+    new = [os.path.relpath(run.out, out) for run in runs]
+    os.makedirs(out, exist_ok=True)
+    write_json({"runs": known + [r for r in new if r not in known]}, path)
+
+
+def status_main(argv: Sequence[str]) -> int:
+    parser = OneLineParser(prog="sweep.py status", description="One line per run of a sweep folder: its state "
+                           "(finished, running, queued, failed, stopped, unknown, not started), step, job and last "
+                           "log line; then a count per state. Reads squeue, never sacct.")
+    parser.add_argument("out", help="the sweep folder (sweep.py's --out)")
+    return status.report(parser.parse_args(list(argv)).out)
+
+
+def _launch(args, runs: List[Run], configs: List[Config], extra: Sequence[str], train_py: str) -> int:
+    if args.launcher == "slurm":
+        if args.parallel != 1:
+            raise ConfigError("--parallel is for --launcher local; on SLURM every run is its own array task")
+        folder = args.slurm_folder or os.path.join(args.out, ".submitit")
+        return slurm.submit_sweep(runs, configs, slurm.check(args), folder, train_py, args.slurm_max_timeouts,
+                                  finished_step, args.out)
+    threads_given = any(t.split("=", 1)[0] == "--threads" for t in extra)
+    run_slots = launch.slots(args.parallel, threads_given) if args.parallel != 1 else None
+    record_plan(args.out, runs)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        if run_slots:
+            failed = launch.execute_parallel(list(zip(runs, configs)), train_py, finished_step, run_slots)
+        else:
+            failed = [(run, rc, None) for run, rc in launch.execute(list(zip(runs, configs)), train_py,
+                                                                     finished_step)]
+    except (KeyboardInterrupt, SystemExit) as err:
+        print("sweep.py: interrupted; run the same command again to resume", file=sys.stderr)
+        return err.code if isinstance(err, SystemExit) else 130
+    print(f"{len(runs) - len(failed)} of {len(runs)} runs finished")
+    render_tables(os.path.join(args.out, args.table))
+    for run, rc, log in failed:
+        print(f"failed (exit code {rc}): {run.command()}" + (f" (log {log})" if log else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
 def main(argv=None, train_py: str = TRAIN_PY) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["status"]:
+        return status_main(argv[1:])
     args, extra = build_cli().parse_known_args(argv)
     extra = [t for t in extra if t != "--"]
     try:
@@ -270,13 +273,8 @@ def main(argv=None, train_py: str = TRAIN_PY) -> int:
               f"{estimate_hours(configs, args.estimate):,.1f} device-hours at {args.estimate:g} s per K=2 MixMatch "
               f"step (scaled per run by its relative work)")
         return 0
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        failed = execute(list(zip(runs, configs)), train_py)
-    except (KeyboardInterrupt, SystemExit) as err:
-        print("sweep.py: interrupted; run the same command again to resume", file=sys.stderr)
-        return err.code if isinstance(err, SystemExit) else 130
-    print(f"{len(runs) - len(failed)} of {len(runs)} runs finished; tables: python scripts/tables.py {args.out}")
-    for run, rc in failed:
-        print(f"failed (exit code {rc}): {run.command()}", file=sys.stderr)
-    return 1 if failed else 0
+        return _launch(args, runs, configs, extra, train_py)
+    except ConfigError as err:
+        print(f"sweep.py: error: {err}", file=sys.stderr)
+        return 2

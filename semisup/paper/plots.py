@@ -1,0 +1,84 @@
+"""Figures beside the rendered tables: error vs labels against the paper, and each table's learning curves."""
+import math
+import statistics
+from collections import defaultdict
+from typing import Sequence
+
+from .numbers import LABELS, PAPER_STEPS
+
+CURVES = (("test_acc_ema", "EMA model", "-"), ("test_acc", "raw model", "--"))
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_labels(records: Sequence[dict], path: str) -> None:
+    """Error vs number of labels: the ``labels`` table (and ``supervised``, if run) with the paper's curve, from
+    the tables' cell records."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    n = sorted(LABELS)
+    ax.errorbar(n, [LABELS[k][0] for k in n], yerr=[LABELS[k][1] for k in n], fmt="o--", color="gray",
+                capsize=3, label=f"paper ({PAPER_STEPS:,} steps, 5 seeds)")
+    for table, style in (("labels", "s-"), ("supervised", "^-")):
+        recs = sorted((r for r in records if r["table"] == table), key=lambda r: r["labels"])
+        if not recs:
+            continue
+        ax.errorbar([r["labels"] for r in recs], [r["error_mean"] for r in recs],
+                    yerr=[r["error_std"] or 0.0 for r in recs], fmt=style, capsize=3,
+                    label=f"{'MixMatch' if table == 'labels' else 'supervised'} here (up to "
+                          f"{max(r['steps_max'] for r in recs):,} steps, {max(r['seeds'] for r in recs)} seed(s))")
+    ax.set_xscale("log")
+    ax.set_xticks(n, [str(k) for k in n])
+    ax.minorticks_off()
+    ax.set_xlabel("labeled images")
+    ax.set_ylabel("test error (%)")
+    ax.set_title("CIFAR-10, WRN-28-2: error vs number of labels")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def mean_and_spread(histories: Sequence[Sequence[dict]], metric: str):
+    """(steps, mean, min, max) of ``metric`` over runs at the steps every run logged (NaN and None left out)."""
+    by_step = defaultdict(list)
+    for history in histories:
+        for h in history:
+            value = h.get(metric)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                by_step[h["step"]].append(value)
+    steps = sorted(s for s, v in by_step.items() if len(v) == len(histories))
+    return (steps, [statistics.mean(by_step[s]) for s in steps], [min(by_step[s]) for s in steps],
+            [max(by_step[s]) for s in steps])
+
+
+def plot_curves(cells: Sequence, table: str, path: str) -> None:
+    """Test accuracy against steps for every row@labels of ``table``: EMA (solid) and raw (dashed) model, the
+    mean over seeds as a line and the spread between seeds (min to max) as a band."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, cell in enumerate(c for c in cells if c.table == table):
+        color = f"C{i % 10}"
+        histories = [r.history for r in cell.runs if r.history]
+        for metric, which, style in CURVES:
+            steps, mean, low, high = mean_and_spread(histories, metric)
+            if not steps:
+                continue
+            ax.plot(steps, mean, style, color=color,
+                    label=f"{cell.row}@{cell.labels} {which} ({len(histories)} seed(s))")
+            if len(histories) > 1:
+                ax.fill_between(steps, low, high, color=color, alpha=0.15, linewidth=0)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{table}: learning curves (line: mean over seeds, band: min to max)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
