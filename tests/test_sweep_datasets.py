@@ -46,6 +46,8 @@ def test_print_commands_are_the_official_settings(capsys, tmp_path, table):
         assert c.out == os.path.join(str(tmp_path), table, f"{row}@{c.n_labeled}", f"seed{c.seed}")
         assert (c.model, c.wd, c.lambda_u, c.alpha) == hyper[row]
         assert (c.lr, c.batch_size, c.K, c.T, c.ema_decay, c.steps) == (0.002, 64, 2, 0.5, 0.999, 1 << 20)
+        assert (c.rampup_kimg, c.rampup_steps) == (1024, 0)
+        assert (c.n_valid, c.amp) == (0, "none")  # the protocol: dataset.seed@N-1, fp32
     assert {k: tuple(sorted(v)) for k, v in got.items()} == cells
 
 
