@@ -87,8 +87,8 @@ class Config:
     lr: float = _opt(0.002, "Adam learning rate (constant)")
     wd: float = _opt(0.02, "decoupled weight decay: conv/linear weights *= 1 - wd*lr after each step")
     ema_decay: float = _opt(0.999, "decay of the parameter EMA")
-    warm_averages: bool = _opt(True, "start the EMA with TF's num_updates rule (decay min(d, (1+t)/(10+t))) and the "
-                                     "batch-norm statistics as a cumulative average (momentum max(m, 1/(t+1))), so "
+    warm_averages: bool = _opt(True, "start the EMA (decay min(d, (1+t)/(10+t))) and the batch-norm statistics "
+                                     "(momentum max(m, 9/(10+t))) with TF's num_updates rule, so "
                                      "short runs report what they learned; identical to the official updates after "
                                      "9,000 steps (--no-warm-averages: the official code's from the first step)")
     accum_steps: int = _opt(1, "micro-batches per optimizer step (gradient accumulation); must divide the "

@@ -4,18 +4,21 @@ warm-up of both running averages (EMA and batch-norm statistics) that makes shor
 The official code starts the EMA (decay 0.999) at the initial weights and the batch-norm running statistics
 (momentum 0.001) at mean 0 / variance 1, so after n steps both still hold 0.999^n of their initial values: 74 %
 after 300 steps, and a short run logs near-chance accuracy. ``--warm-averages`` (the default) uses TF's
-``num_updates`` rule for the EMA, decay_t = min(decay, (1 + t) / (10 + t)), and the cumulative average of the batch
-statistics for batch norm while that average is shorter than the exponential window, momentum_t = max(momentum,
-1 / (t + 1)); t counts the updates before this one. From t = 8,990 (EMA, at 0.999) and t = 999 (batch norm, at
-0.001) on, both update exactly as the official code. After step T of that switch the two EMAs are both weighted
-averages of the same weights whose weights agree from T on, so for n > T
+``num_updates`` rule for both: the EMA decays by decay_t = min(decay, (1 + t) / (10 + t)) and batch norm keeps
+1 - momentum_t of its statistics with momentum_t = max(momentum, 9 / (10 + t)), the same weights, so the running
+statistics describe the same recent networks as the averaged weights; t counts the updates before this one. (The
+plain cumulative average, momentum 1 / (t + 1), weighs the first network's statistics as much as the last: after
+300 MixMatch steps on CIFAR-10 it logged 35.6 % EMA test accuracy where re-estimated statistics gave 43.4 %,
+docs/training.md.) From t = 8,990 on (at decay 0.999 and momentum 0.001) both update exactly as the official
+code. After step T of that switch the two EMAs are both weighted averages of the same weights whose weights agree
+from T on, so for n > T
 
     |ema_warm(n) - ema_official(n)| = decay^(n - T) · |avg_warm(T) - avg_official(T)|
                                   <= decay^(n - T) · max over i, j <= T of |w_i - w_j|,
 
 the averages at T being those of the weights up to T under each rule (tests/test_ema.py checks the equality and
 the bound). At the paper's 2^20 steps the factor is 0.999^1,039,586 ≈ e^-1040: the reported numbers are the
-official ones. The same holds for the batch-norm statistics with 0.001 and T = 999.
+official ones. The same holds for the batch-norm statistics, with 1 - momentum for decay.
 """
 import copy
 from typing import List, Optional
@@ -69,9 +72,9 @@ def ema_decay_at(t: int, decay: float) -> float:
 
 
 def bn_momentum_at(t: int, momentum: float) -> float:
-    """Batch-norm momentum for its update number t (0-based): the cumulative average 1 / (t + 1) while that weighs
-    the new batch more than the exponential average does, then ``momentum``."""
-    return max(momentum, 1.0 / (t + 1))
+    """Batch-norm momentum for its update number t (0-based): 1 - ema_decay_at(t), the EMA's warm-up, so the
+    statistics average the same recent steps as the weights, 9 / (10 + t), until that falls to ``momentum``."""
+    return max(momentum, 9.0 / (10.0 + t))
 
 
 def set_bn_momenta(layers: List[nn.Module], base: List[float], t: int) -> bool:

@@ -90,8 +90,8 @@ def test_accum_counters_advance_once_per_optimizer_step(fake_cifar):
 @pytest.mark.parametrize("accum", [1, 2])
 def test_warm_averages_by_hand_once_per_optimizer_step(fake_cifar, accum):
     """--warm-averages: EMA decays min(d, (1+t)/(10+t)) = 0.1, 2/11, 3/12 for t = 0, 1, 2, and the batch-norm
-    running mean is the plain average of the batch means of the chunk that updates it (one per optimizer step,
-    whatever --accum-steps is): momentum 1, 1/2, 1/3."""
+    running mean averages the batch means of the chunk that updates it (one per optimizer step, whatever
+    --accum-steps is) with the same weights, from its initial 0: momentum 9/10, 9/11, 9/12."""
     steps = 3
     cfg = tiny_config(fake_cifar, accum_steps=accum, ema_decay=0.999, rampup_steps=16)
     assert cfg.warm_averages  # the default
@@ -105,9 +105,12 @@ def test_warm_averages_by_hand_once_per_optimizer_step(fake_cifar, accum):
     for _ in range(steps):
         trainer.train_step()
     assert len(seen) == steps  # one updating pass per optimizer step
-    torch.testing.assert_close(bn.running_mean, torch.stack(seen).mean(0), rtol=0, atol=1e-6)
-    assert int(bn.num_batches_tracked) == steps and bn.momentum == pytest.approx(1 / 3)
     decays = [0.1, 2 / 11, 3 / 12]
+    running = torch.zeros_like(seen[0])
+    for mean, d in zip(seen, decays):
+        running = d * running + (1 - d) * mean
+    torch.testing.assert_close(bn.running_mean, running, rtol=0, atol=1e-6)
+    assert int(bn.num_batches_tracked) == steps and bn.momentum == pytest.approx(9 / 12)
     for j, ema_p in enumerate(trainer.ema.model.parameters()):
         expected = weights[0][j]
         for i, d in enumerate(decays, 1):

@@ -195,7 +195,7 @@ def _header(table: str, cells: Sequence[Cell], which: str) -> List[str]:
             f"Error % = 100 − median {which} of a run's last {n_last} evaluations (`evals`: how many there were); "
             f"mean ± sample std over the seeds found. `steps`: what was run, in percent of the paper's "
             f"{PAPER_STEPS:,} per run. Protocol: {protocol}; precision: {', '.join(precision) or 'unknown'}; "
-            f"running averages: {', '.join(averages) or 'unknown'} (warm: TF's num_updates EMA and cumulative "
+            f"running averages: {', '.join(averages) or 'unknown'} (warm: TF's num_updates rule for the EMA and the "
             f"batch-norm statistics at the start, the official updates after 9,000 steps). "
             f"Beside it, as mean errors: `final` (the last evaluation), `best valid` (at the best EMA validation "
             f"accuracy, when there is a validation set) and `best test` (the best evaluation on the test set: "
