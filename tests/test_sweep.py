@@ -214,6 +214,6 @@ def test_quick_reproduction_scales_its_schedule_to_the_run(capsys, tmp_path):
     cfgs = printed_commands(capsys, ["quick", "--out", str(tmp_path), "--print-commands"])
     assert [(c.algorithm, c.seed) for c in cfgs] == [(a, s) for s in (1, 2, 3) for a in ("mixmatch", "supervised")]
     assert {(c.model, c.n_labeled, c.steps, c.eval_every, c.rampup_images, c.n_valid, c.amp) for c in cfgs} == {
-        ("wrn-16-1", 250, 1500, 150, 375 * 64, 0, "auto")}
-    short = printed_commands(capsys, ["quick", "--out", str(tmp_path), "--steps", "400", "--print-commands"])
-    assert {(c.steps, c.eval_every, c.rampup_steps) for c in short} == {(400, 40, 100)}
+        ("wrn-16-1", 250, 600, 100, 2400 * 64, 0, "auto")}  # the ramp: 4x the run
+    short = printed_commands(capsys, ["quick", "--out", str(tmp_path), "--steps", "300", "--print-commands"])
+    assert {(c.steps, c.eval_every, c.rampup_steps) for c in short} == {(300, 50, 1200)}
