@@ -68,7 +68,13 @@ def run_train(train_py: str, argv: Sequence[str], out: str) -> int:
         raise
 
 
-def execute(runs: Sequence[Tuple], train_py: str, finished: Callable, log=print) -> List[Tuple]:
+def say(line: str) -> None:
+    """One line in one write: the runs' threads report at once, and print() writes the newline separately."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def execute(runs: Sequence[Tuple], train_py: str, finished: Callable, log=say) -> List[Tuple]:
     """Run every unfinished run in order; returns the runs that failed with their exit codes."""
     failed = []
     for i, (run, cfg) in enumerate(runs, 1):
@@ -170,7 +176,7 @@ class _Pool:
 
 
 def execute_parallel(runs: Sequence[Tuple], train_py: str, finished: Callable, run_slots: List[dict],
-                     log=print) -> List[Tuple]:
+                     log=say) -> List[Tuple]:
     """Run the unfinished runs, len(run_slots) at a time; returns (run, exit code, log file) for each failure."""
     pool = _Pool(runs, train_py, finished, log)
     threads = [threading.Thread(target=pool.work, args=(slot, len(runs)), daemon=True) for slot in run_slots]
