@@ -192,7 +192,7 @@ def build_cli() -> argparse.ArgumentParser:
     parser.add_argument("--labels", type=int, nargs="+", help="label counts (default: the table's)")
     parser.add_argument("--steps", type=int, help="steps per run (default: train.py's, the paper's 1,048,576)")
     parser.add_argument("--eval-every", type=int, help="steps between evaluations (default: train.py's, 1,024)")
-    parser.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (default: train.py's)")
+    parser.add_argument("--data-dir", help="folder holding the datasets (default: train.py's)")
     parser.add_argument("--print-commands", action="store_true",
                         help="print one train.py command per run (e.g. for a cluster) instead of running them")
     parser.add_argument("--launcher", choices=("local", "slurm"), default="local",
