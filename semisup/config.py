@@ -10,11 +10,11 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
-from . import datasets
+from . import algorithms, datasets
 
-# --algorithm NAME → "module:Class" of the file that supplies its batch and loss (README, "Adding an algorithm").
-ALGORITHMS = {"mixmatch": "semisup.mixmatch:MixMatch", "supervised": "semisup.supervised:Supervised"}
-MIXUP_MODES = ("all", "none", "labeled", "unlabeled", "separate")
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "step", "cosine")
+WD_MODES = ("decoupled", "l2")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_DESCRIPTION = ("Train MixMatch (or the supervised baseline) on CIFAR-10, CIFAR-100, SVHN, STL-10 or a folder "
@@ -28,7 +28,9 @@ RESUMABLE_FIELDS = frozenset({
     "progress", "eval_batch_size", "out", "init", "compile",
 })
 # Fields added after the first runs were saved, with the value such a run had: its config.json lacks them.
-LEGACY_DEFAULTS = {"dataset": "cifar10", "image_size": 0}
+LEGACY_DEFAULTS = {"dataset": "cifar10", "image_size": 0, "optimizer": "adam", "lr_schedule": "constant",
+                   "lr_milestones": "0.5,0.75", "lr_gamma": 0.1, "momentum": 0.9, "nesterov": False,
+                   "wd_mode": "decoupled"}
 
 
 class ConfigError(ValueError):
@@ -49,7 +51,8 @@ def _opt(default, help, choices=None, flag=None, cli_default=...):
 
 
 @dataclass
-class Config:
+class CommonConfig:
+    """The settings every algorithm shares; ``Config`` adds the algorithms' own options (``algorithm_fields``)."""
     # Data
     dataset: str = _opt("cifar10", "cifar10, cifar100, svhn, svhn-extra (train + extra), stl10, or folder:PATH (your "
                                    "own images: PATH/train/<class>/*, optional PATH/unlabeled/, PATH/test/<class>/*; "
@@ -66,26 +69,26 @@ class Config:
     seed: int = _opt(1, "seed for the labeled split, initialisation and every random draw")
     # Model and algorithm
     model: str = _opt("wrn-28-2", "architecture (see semisup.models.MODELS)")
-    algorithm: str = _opt("mixmatch", "mixmatch, or supervised (labeled images only)", tuple(ALGORITHMS))
+    algorithm: str = _opt("mixmatch", "the training algorithm, one file each in semisup/algorithms/ (options of "
+                                      "the algorithms below; docs/algorithms.md)", algorithms.NAMES)
     init: str = _opt("", "start from the model weights (and shape) of this checkpoint, e.g. a pruned model")
-    # MixMatch
-    K: int = _opt(2, "augmented views per unlabeled image", flag="--K")
-    T: float = _opt(0.5, "sharpening temperature", flag="--T")
-    no_sharpen: bool = _opt(False, "do not sharpen the guessed labels (same as --T 1)")
-    alpha: float = _opt(0.75, "MixUp Beta(alpha, alpha) parameter")
-    mixup: str = _opt("all", "what MixUp mixes: all (MixMatch), none, labeled, unlabeled, separate", MIXUP_MODES)
-    ema_guess: bool = _opt(False, "guess labels with the EMA model instead of the raw model")
-    lambda_u: float = _opt(75.0, "weight of the unlabeled loss after the ramp-up")
-    rampup_kimg: float = _opt(1024.0, "lambda_u rises linearly from 0 over this many thousand (x1024) labeled images, "
-                                      "as the official warmup_kimg (1024 = 16,384 steps at batch 64)")
-    rampup_steps: int = _opt(0, "if > 0: the ramp-up in optimizer steps at this run's batch size, instead of "
-                                "--rampup-kimg")
     # Optimisation
     steps: int = _opt(1 << 20, "optimizer steps")
     batch_size: int = _opt(64, "labeled images per optimizer step over all processes (the unlabeled batch is the "
                                "same size, K views each); under torchrun each of N processes takes batch-size/N")
-    lr: float = _opt(0.002, "Adam learning rate (constant)")
-    wd: float = _opt(0.02, "decoupled weight decay: conv/linear weights *= 1 - wd*lr after each step")
+    optimizer: str = _opt("adam", "adam (the official one) or sgd (with --momentum, --nesterov)", OPTIMIZERS)
+    lr: float = _opt(0.002, "learning rate (at its peak under --lr-schedule)")
+    lr_schedule: str = _opt("constant", "constant (official), step (x --lr-gamma at each of --lr-milestones) or "
+                                        "cosine (annealed to 0 at --steps)", LR_SCHEDULES)
+    lr_milestones: str = _opt("0.5,0.75", "step schedule: where the rate drops, as shares of --steps")
+    lr_gamma: float = _opt(0.1, "step schedule: the factor at each milestone")
+    momentum: float = _opt(0.9, "sgd: momentum")
+    nesterov: bool = _opt(False, "sgd: Nesterov momentum")
+    wd: float = _opt(None, "weight decay (default: the algorithm's, 0.02 for all but fs-mixup's 0.002); decoupled: "
+                           "conv/linear weights *= 1 - wd*lr after each step, as the official code")
+    wd_mode: str = _opt("decoupled", "decoupled (official: conv/linear weights only, after the step) or l2 (the "
+                                     "optimizer's weight_decay on every parameter, as network slimming's SGD)",
+                        WD_MODES)
     ema_decay: float = _opt(0.999, "decay of the parameter EMA")
     warm_averages: bool = _opt(True, "start the EMA (decay min(d, (1+t)/(10+t))) and the batch-norm statistics "
                                      "(momentum max(m, 9/(10+t))) with TF's num_updates rule, so "
@@ -134,14 +137,28 @@ class Config:
     prune_initial: float = _opt(0.0, "agp: sparsity at --prune-start")
     set_zeta: float = _opt(0.3, "set: fraction of live weights dropped (smallest) and regrown (random) per event")
 
+    def __post_init__(self):
+        fill_algorithm_defaults(self)
+
     @property
     def temperature(self) -> float:
         return 1.0 if self.no_sharpen else self.T
 
     @property
     def rampup_images(self) -> float:
-        """Labeled images over which λu ramps up: --rampup-steps × --batch-size when set, else --rampup-kimg × 1024."""
-        return self.rampup_steps * self.batch_size if self.rampup_steps else self.rampup_kimg * 1024
+        """Labeled images over which λu ramps up, as the official code counts it: --rampup-steps × --batch-size
+        when set, else --rampup-kimg × 1024 when set (MixMatch's absolute ramp), else --rampup-share of the run's
+        images (the baselines' warmup_pos); 0 (no ramp) for an algorithm without one."""
+        if getattr(self, "rampup_steps", None):
+            return self.rampup_steps * self.batch_size
+        if getattr(self, "rampup_kimg", None):
+            return self.rampup_kimg * 1024
+        return (getattr(self, "rampup_share", None) or 0.0) * self.steps * self.batch_size
+
+    @property
+    def lr_milestone_steps(self) -> list:
+        """The step schedule's milestones in optimizer steps."""
+        return [int(round(float(share) * self.steps)) for share in self.lr_milestones.split(",") if share.strip()]
 
     @property
     def run_dir(self) -> str:
@@ -159,7 +176,33 @@ class Config:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        return validate(cls(**d))
+        return validate(cls(**foreign_options_cleared(d)))
+
+
+def algorithm_fields() -> list:
+    """One dataclass field per algorithm option (``semisup.algorithms``): unset (None) until ``validate`` fills
+    in the chosen algorithm's default; the option of another algorithm stays None."""
+    out = []
+    for name, (default, help_text, choices) in algorithms.all_options().items():
+        owners = ", ".join(f"{alg} {value:g}" if isinstance(value, float) else f"{alg} {value}"
+                           for alg, value in algorithms.owners(name).items())
+        meta = {"help": f"{help_text} [{owners}]", "choices": choices or None, "flag": "--" + name.replace("_", "-"),
+                "cli_default": None, "option": True}
+        out.append((name, type(default), field(default=None, metadata=meta)))
+    return out
+
+
+Config = dataclasses.make_dataclass("Config", algorithm_fields(), bases=(CommonConfig,))
+Config.__doc__ = "Every setting of a run: the shared ones and every algorithm's options (None where not its own)."
+
+
+def foreign_options_cleared(d: dict) -> dict:
+    """``d`` with the options its algorithm does not take set to None: configurations saved before the options
+    belonged to their algorithms hold MixMatch's values for every algorithm, and those never applied."""
+    spec = algorithms.SPECS.get(d.get("algorithm", "mixmatch"))
+    if spec is None:
+        return dict(d)
+    return {k: (None if k in algorithms.all_options() and k not in spec.options else v) for k, v in d.items()}
 
 
 def _divisors(n: int) -> str:
@@ -192,12 +235,10 @@ def _validate_dataset(cfg: Config) -> None:
 
 def validate(cfg: Config) -> Config:
     """Refuse values that would fail later or silently train something else."""
+    _resolve_algorithm(cfg)
     if cfg.n_valid is None:
         cfg.n_valid = datasets.default_n_valid(cfg.dataset, cfg.n_labeled)
     checks = [
-        (cfg.K >= 1, f"--K must be at least 1 (got {cfg.K})"),
-        (cfg.T > 0, f"--T must be positive (got {cfg.T})"),
-        (cfg.alpha > 0, f"--alpha must be positive (got {cfg.alpha})"),
         (cfg.lr > 0, f"--lr must be positive (got {cfg.lr})"),
         (cfg.steps >= 1, f"--steps must be at least 1 (got {cfg.steps})"),
         (cfg.eval_every >= 1, f"--eval-every must be at least 1 (got {cfg.eval_every})"),
@@ -207,9 +248,6 @@ def validate(cfg: Config) -> Config:
         (cfg.n_valid >= 0, f"--n-valid must not be negative (got {cfg.n_valid})"),
         (cfg.wd >= 0, f"--wd must not be negative (got {cfg.wd})"),
         (0 <= cfg.ema_decay < 1, f"--ema-decay must be in [0, 1) (got {cfg.ema_decay})"),
-        (cfg.lambda_u >= 0, f"--lambda-u must not be negative (got {cfg.lambda_u})"),
-        (cfg.rampup_steps >= 0, f"--rampup-steps must not be negative (got {cfg.rampup_steps})"),
-        (cfg.rampup_kimg >= 0, f"--rampup-kimg must not be negative (got {cfg.rampup_kimg})"),
         (cfg.n_eval_last >= 1, f"--n-eval-last must be at least 1 (got {cfg.n_eval_last})"),
         (cfg.keep_checkpoints >= 1, f"--keep-checkpoints must be at least 1 (got {cfg.keep_checkpoints}): the "
                                     f"previous checkpoint is the fallback for a damaged last.pt"),
@@ -226,11 +264,76 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(message)
     _validate_dataset(cfg)
     _validate_pruning(cfg)
-    if cfg.algorithm not in ALGORITHMS:
-        raise ConfigError(f"--algorithm must be one of {', '.join(ALGORITHMS)} (got {cfg.algorithm})")
-    if cfg.mixup not in MIXUP_MODES:
-        raise ConfigError(f"--mixup must be one of {', '.join(MIXUP_MODES)} (got {cfg.mixup})")
+    _validate_optimizer(cfg)
     return cfg
+
+
+# Each option's admissible values: option → (test, what the message says it must be).
+OPTION_RANGES = {
+    "K": (lambda v: v >= 1, "at least 1"), "T": (lambda v: v > 0, "positive"), "alpha": (lambda v: v > 0, "positive"),
+    "lambda_u": (lambda v: v >= 0, "non-negative"), "lambda_ent": (lambda v: v >= 0, "non-negative"),
+    "rampup_steps": (lambda v: v >= 0, "non-negative"), "rampup_kimg": (lambda v: v >= 0, "non-negative"),
+    "rampup_share": (lambda v: v >= 0, "non-negative"), "threshold": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "vat_eps": (lambda v: v >= 0, "non-negative"), "vat_xi": (lambda v: v > 0, "positive"),
+    "smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+
+
+def fill_algorithm_defaults(cfg) -> None:
+    """Give the algorithm's options that are unset (None) its defaults, and --wd the algorithm's default."""
+    spec = algorithms.SPECS.get(cfg.algorithm)
+    if spec is None:
+        return
+    for name, (default, _, _) in spec.options.items():
+        if getattr(cfg, name, None) is None:
+            setattr(cfg, name, default)
+    if cfg.wd is None:
+        cfg.wd = spec.defaults.get("wd", 0.02)
+
+
+def _resolve_algorithm(cfg: Config) -> None:
+    """Fill in the algorithm's defaults; refuse another algorithm's option, or a value out of its range."""
+    spec = algorithms.SPECS.get(cfg.algorithm)
+    if spec is None:
+        raise ConfigError(f"--algorithm must be one of {', '.join(algorithms.NAMES)} (got {cfg.algorithm})")
+    for name, (_, _, choices) in algorithms.all_options().items():
+        flag, value = "--" + name.replace("_", "-"), getattr(cfg, name)
+        if name not in spec.options:
+            if value is not None:
+                raise ConfigError(f"{flag} is an option of {', '.join(algorithms.owners(name))}, not of "
+                                  f"{cfg.algorithm}")
+            continue
+        test, must = OPTION_RANGES.get(name, (lambda v: True, ""))
+        if (choices and value not in choices) or not test(value):
+            must = f"one of {', '.join(choices)}" if choices else must
+            raise ConfigError(f"{flag} must be {must} (got {value})")
+    fill_algorithm_defaults(cfg)
+    if spec.needs_ema and cfg.ema_decay == 0:
+        raise ConfigError(f"{cfg.algorithm}'s teacher is the EMA model: --ema-decay 0 would make it the live model "
+                          f"(use pi-model for that)")
+
+
+def _validate_optimizer(cfg: Config) -> None:
+    try:
+        milestones = [float(s) for s in cfg.lr_milestones.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--lr-milestones must be shares of --steps separated by commas, e.g. 0.5,0.75 (got "
+                          f"{cfg.lr_milestones})") from None
+    checks = [
+        (cfg.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {cfg.optimizer})"),
+        (cfg.lr_schedule in LR_SCHEDULES,
+         f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)} (got {cfg.lr_schedule})"),
+        (cfg.wd_mode in WD_MODES, f"--wd-mode must be one of {', '.join(WD_MODES)} (got {cfg.wd_mode})"),
+        (all(0 < m < 1 for m in milestones) and milestones == sorted(milestones),
+         f"--lr-milestones must be increasing shares of --steps in (0, 1) (got {cfg.lr_milestones})"),
+        (0 < cfg.lr_gamma <= 1, f"--lr-gamma must be in (0, 1] (got {cfg.lr_gamma})"),
+        (0 <= cfg.momentum < 1, f"--momentum must be in [0, 1) (got {cfg.momentum})"),
+        (not cfg.nesterov or (cfg.optimizer == "sgd" and cfg.momentum > 0),
+         "--nesterov needs --optimizer sgd and a positive --momentum"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 def _validate_pruning(cfg: Config) -> None:
@@ -255,7 +358,8 @@ def _validate_pruning(cfg: Config) -> None:
 
 def config_differences(old: dict, new: dict) -> list:
     """The keys that make two configurations different experiments (those outside RESUMABLE_FIELDS)."""
-    old, new = {**LEGACY_DEFAULTS, **old}, {**LEGACY_DEFAULTS, **new}
+    old = foreign_options_cleared({**LEGACY_DEFAULTS, **old})
+    new = foreign_options_cleared({**LEGACY_DEFAULTS, **new})
     keys = sorted((set(old) | set(new)) - RESUMABLE_FIELDS)
     return [k for k in keys if old.get(k) != new.get(k)]
 
@@ -281,18 +385,23 @@ def _flag(f) -> str:
 def build_parser(prog: Optional[str] = None, description: Optional[str] = None) -> argparse.ArgumentParser:
     parser = OneLineParser(prog=prog, description=description,
                      formatter_class=_HelpFormatter, allow_abbrev=False)
+    options = parser.add_argument_group(
+        "options of the algorithms", "each flag belongs to the algorithms listed after its help, with their "
+        "defaults; any other algorithm refuses it")
     for f in fields(Config):
+        group = options if f.metadata.get("option") else parser
         flag, help_text = _flag(f), f.metadata["help"]
+        default = f.default if f.metadata["cli_default"] is ... else f.metadata["cli_default"]
         if f.type in (bool, "bool"):
             # BooleanOptionalAction reads any flag starting with --no- as "False": a field whose own flag is
             # --no-x (no_sharpen) must be a plain switch, or --no-x would be silently ignored.
-            action = "store_true" if flag.startswith("--no-") else argparse.BooleanOptionalAction
-            parser.add_argument(flag, dest=f.name, action=action, default=f.default, help=help_text)
+            kwargs = (dict(action="store_const", const=True) if flag.startswith("--no-")
+                      else dict(action=argparse.BooleanOptionalAction))
+            group.add_argument(flag, dest=f.name, default=default, help=help_text, **kwargs)
             continue
         kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-        default = f.default if f.metadata["cli_default"] is ... else f.metadata["cli_default"]
-        parser.add_argument(flag, dest=f.name, type=kind, default=default, choices=f.metadata["choices"],
-                            help=help_text, metavar=f.name.upper() if not f.metadata["choices"] else None)
+        group.add_argument(flag, dest=f.name, type=kind, default=default, choices=f.metadata["choices"],
+                           help=help_text, metavar=f.name.upper() if not f.metadata["choices"] else None)
     return parser
 
 

@@ -1,42 +1,48 @@
 """The Trainer: one optimizer step at a time, evaluation, and the state a resumed run needs.
 
-An algorithm (``config.ALGORITHMS``: ``mixmatch.MixMatch``, ``supervised.Supervised``) supplies the step's batch and
-the loss of one micro-batch; the Trainer owns everything around them, once for every algorithm: gradient
-accumulation, DDP's ``no_sync``, loss scaling, freezing the batch-norm statistics after the first micro-batch, the
-hooks, clipping, the optimizer, weight decay and EMA. Logging and checkpoints are the runner's (``runner.py``).
+An algorithm (``semisup/algorithms/``, one file each; the contract is ``algorithms/base.py``) supplies the step's
+batch, the named loss terms of one micro-batch and their weights; the Trainer owns everything around them, once for
+every algorithm: gradient accumulation, DDP's ``no_sync``, loss scaling, freezing the batch-norm statistics after
+the first micro-batch, the hooks, clipping, the optimizer and its schedule, weight decay and EMA. Logging and
+checkpoints are the runner's (``runner.py``).
 
 Hook points, each a list of ``fn(trainer, step)`` with the 0-based step being taken: ``after_backward`` (gradients
 complete and unscaled, before the optimizer step: the slimming penalty goes here) and ``after_step`` (after the
 optimizer step, weight decay and EMA: pruning masks go here).
 """
-import importlib
 import time
 from contextlib import nullcontext
-from typing import Callable, Tuple
+from typing import Callable, Dict, Tuple
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from . import algorithms
+from .algorithms.base import Models
 from .augment import PAD, augment, to_float
-from .batch import Batch
 from .compress.masks import load_masked, split_masks
-from .config import ALGORITHMS, Config
+from .config import Config
 from .data import Dataset, InfiniteSampler, SSLData
 from .distributed import gather_per_rank, gather_rng_states, per_rank_batch, restore_rng_state
 from .ema import EMA, apply_weight_decay, decay_parameters, set_bn_momenta
 from .evaluate.metrics import accuracy, predict
-from .losses import lambda_u_at
 from .models import batch_norms, frozen_bn_stats
-from .runtime import Runtime, adam, to_device
+from .optim import current_lr, make_optimizer, make_scheduler
+from .runtime import Runtime, to_device
 
 HOOKS = ("after_backward", "after_step")
 Hook = Callable[["Trainer", int], None]
+Terms = Dict[str, torch.Tensor]
 
 
 def make_algorithm(cfg: Config, num_classes: int):
-    """The ``--algorithm`` object, imported from its ``module:Class`` in ``config.ALGORITHMS``."""
-    module, name = ALGORITHMS[cfg.algorithm].split(":")
-    return getattr(importlib.import_module(module), name)(cfg, num_classes)
+    """The ``--algorithm`` object (``semisup.algorithms.load`` imports its file)."""
+    return algorithms.load(cfg.algorithm)(cfg, num_classes)
+
+
+def total_loss(terms: Terms, weights: Dict[str, float]) -> torch.Tensor:
+    """Σ weight·term; a term without a weight counts once."""
+    return sum(weights.get(name, 1.0) * value for name, value in terms.items())
 
 
 def draw_views(images: Dataset, idx: torch.Tensor, count: int, memory_format=torch.contiguous_format,
@@ -67,7 +73,8 @@ class Trainer:
         self.net = torch.compile(self.eager_net) if rt.compile else self.eager_net
         self.bn_layers = [m for m in batch_norms(self.model) if m.track_running_stats]
         self.bn_momenta = [m.momentum for m in self.bn_layers]
-        self.optimizer = adam(self.model.parameters(), cfg.lr, rt.device)
+        self.optimizer = make_optimizer(self.model, cfg, rt.device)
+        self.scheduler = make_scheduler(self.optimizer, cfg)
         self.scaler = torch.amp.GradScaler(rt.device.type) if rt.amp_dtype == torch.float16 else None
         self.decay_params = decay_parameters(self.model)
         self.batch = per_rank_batch(cfg.batch_size, rt.world_size, cfg.accum_steps)
@@ -88,11 +95,11 @@ class Trainer:
 
     def reset_window(self) -> None:
         """Start a new logging window: the loss sums (kept on the device) and the time since the last evaluation."""
-        self.loss_sums = torch.zeros(2, device=self.rt.device)
+        self.loss_sums = torch.zeros(len(self.algorithm.terms), device=self.rt.device)
         self.window_steps, self.window_time = 0, 0.0
 
-    def add_to_window(self, loss_x: torch.Tensor, loss_u: torch.Tensor) -> None:
-        self.loss_sums += torch.stack([loss_x, loss_u])
+    def add_to_window(self, terms: Terms) -> None:
+        self.loss_sums += torch.stack([terms[name] for name in self.algorithm.terms])
         self.window_steps += 1
 
     def add_hook(self, name: str, fn: Hook) -> None:
@@ -110,14 +117,14 @@ class Trainer:
         return draw_views(self.device_data[name], idx, count, self.rt.memory_format, pad=self.data.pad,
                           flip=self.data.flip)
 
-    def next_batch(self) -> Batch:
-        """Draw this rank's batch (augment; MixMatch: guess labels and mix), all under the current weights."""
+    def next_batch(self):
+        """Draw this rank's batch (augment, then the algorithm's part: guesses, teachers, mixup), all under the
+        current weights."""
         (x_lb,), y_lb = self._views("labeled", 1)
         views = self.algorithm.unlabeled_views
         x_ulb = self._views("unlabeled", views)[0] if views else []
-        guess_model = self.ema.model if self.cfg.ema_guess else self.model
         with self.rt.autocast():
-            return self.algorithm.batch(x_lb, y_lb, x_ulb, guess_model)
+            return self.algorithm.batch(x_lb, y_lb, x_ulb, Models(self.model, self.ema.model))
 
     def _sync_context(self, last: bool):
         """DDP all-reduces gradients only after the last micro-batch's backward."""
@@ -139,38 +146,39 @@ class Trainer:
             self._bn_updates = int(self.bn_layers[0].num_batches_tracked)
         return self._bn_updates
 
-    def accumulate(self, batch: Batch, lambda_u: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Forward and backward ``batch`` in --accum-steps micro-batches; returns the summed (loss_x, loss_u).
+    def accumulate(self, batch, weights: Dict[str, float]) -> Terms:
+        """Forward and backward ``batch`` in --accum-steps micro-batches; returns each loss term summed over them.
 
-        The algorithm divides each micro-batch's losses by the full batch's row counts, so the summed gradients
+        The algorithm divides each micro-batch's terms by the full batch's row counts, so the summed gradients
         are the full batch's. Only the first micro-batch updates the batch-norm running statistics, so they
         advance once per optimizer step whatever --accum-steps is.
         """
         count, net = self.cfg.accum_steps, self._step_net()
-        total = torch.zeros(2, device=batch.x.device)
+        totals = {}
         for i in range(count):
             micro = self.algorithm.micro_batch(batch, i, count)
             with self._sync_context(i == count - 1):
                 with frozen_bn_stats(net) if i else nullcontext():
-                    loss_x, loss_u = self.algorithm.loss(net, micro, self.rt.autocast)
-                loss = loss_x + lambda_u * loss_u
+                    terms = self.algorithm.loss(net, micro, self.rt.autocast)
+                loss = total_loss(terms, weights)
                 (self.scaler.scale(loss) if self.scaler else loss).backward()
-            total += torch.stack([loss_x.detach(), loss_u.detach()])
+            for name, value in terms.items():
+                totals[name] = totals[name] + value.detach() if name in totals else value.detach()
         if self._bn_updates is not None and self.model.training:
             self._bn_updates += 1
-        return total[0], total[1]
+        return totals
 
-    def apply_batch(self, batch: Batch) -> Tuple[torch.Tensor, torch.Tensor, float]:
+    def apply_batch(self, batch) -> Tuple[Terms, Dict[str, float]]:
         """Forward and backward ``batch``, then one optimizer step; advances ``self.step``.
 
-        Everything that counts optimizer steps happens here once: λu(step), the after_backward hooks (slimming),
-        gradient clipping, the optimizer and loss-scaler updates, weight decay, EMA and the after_step hooks.
-        Returns (loss_x, loss_u, lambda_u) with the losses still on the device.
+        Everything that counts optimizer steps happens here once: the terms' weights (ramps), the after_backward
+        hooks (slimming), gradient clipping, the optimizer, its schedule and the loss-scaler updates, weight
+        decay, EMA and the after_step hooks. Returns the loss terms (still on the device) and their weights.
         """
         cfg, step = self.cfg, self.step
-        lam_u = lambda_u_at(step * cfg.batch_size, cfg.lambda_u, cfg.rampup_images)
+        weights = self.algorithm.weights(step * cfg.batch_size)
         self.optimizer.zero_grad(set_to_none=True)
-        loss_x, loss_u = self.accumulate(batch, lam_u)
+        terms = self.accumulate(batch, weights)
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
         self._run_hooks("after_backward", step)
@@ -181,14 +189,16 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
-        apply_weight_decay(self.decay_params, cfg.wd, cfg.lr)
+        if cfg.wd_mode == "decoupled":
+            apply_weight_decay(self.decay_params, cfg.wd, current_lr(self.optimizer))
+        self.scheduler.step()
         self.ema.update(step if cfg.warm_averages else None)
         self._run_hooks("after_step", step)
         self.step += 1
-        return loss_x, loss_u, lam_u
+        return terms, weights
 
-    def train_step(self) -> Tuple[torch.Tensor, torch.Tensor, float]:
-        """One optimizer step on a fresh batch; returns (loss_x, loss_u, lambda_u)."""
+    def train_step(self) -> Tuple[Terms, Dict[str, float]]:
+        """One optimizer step on a fresh batch; returns its loss terms and their weights."""
         return self.apply_batch(self.next_batch())
 
     # ----- evaluation ---------------------------------------------------------------------------------
@@ -218,7 +228,9 @@ class Trainer:
         extra = {"masks": masks} if masks else {}
         return {"config": self.cfg.to_dict(), "model_name": self.cfg.model, "arch": dict(self.model.arch),
                 "model": model, "ema": split_masks(self.ema.model)[0], **extra,
-                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict() if self.scaler else {},
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "algorithm": self.algorithm.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else {},
                 "step": self.step, "rng": rng, "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
                 "history": list(self.history), "window": window}
 
@@ -229,6 +241,9 @@ class Trainer:
         load_masked(self.ema.model, state["ema"], masks)
         self.ema.track(self.model)
         self.optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:  # absent from checkpoints saved before the schedules (constant rate)
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.algorithm.load_state_dict(state.get("algorithm", {}))
         if self.scaler and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         for name, sampler in self.samplers.items():

@@ -5,7 +5,7 @@ tiny device operations that remember the first bad step; ``check`` reads that ba
 every save), so the reported step is exact although the checks are sparse.
 """
 import re
-from typing import Iterable, Tuple
+from typing import Dict, Iterable, Sequence, Tuple
 
 import torch
 
@@ -20,25 +20,26 @@ class NonFiniteLoss(RuntimeError):
 
 
 class LossGuard:
-    """Remembers, on the device, the first step whose ``loss_x`` or ``loss_u`` was NaN or infinite."""
+    """Remembers, on the device, the first step one of whose loss terms (by name) was NaN or infinite."""
 
-    def __init__(self, device):
+    def __init__(self, device, terms: Sequence[str] = ("x", "u")):
+        self.terms = tuple(terms)
         self.bad_step = torch.full((), -1, dtype=torch.long, device=device)
-        self.bad_losses = torch.zeros(2, device=device)
+        self.bad_losses = torch.zeros(len(self.terms), device=device)
 
-    def observe(self, step: int, loss_x: torch.Tensor, loss_u: torch.Tensor) -> None:
+    def observe(self, step: int, terms: Dict[str, torch.Tensor]) -> None:
         """Record ``step`` if its losses are not finite and no earlier step was; never waits for the device."""
-        losses = torch.stack([loss_x.detach().float(), loss_u.detach().float()])
+        losses = torch.stack([terms[name].detach().float() for name in self.terms])
         first = torch.logical_and(~torch.isfinite(losses).all(), self.bad_step < 0)
         self.bad_step = torch.where(first, step, self.bad_step)
         self.bad_losses = torch.where(first, losses, self.bad_losses)
 
     def check(self) -> None:
-        """Raise NonFiniteLoss naming the first bad step and both loss terms (one device sync)."""
+        """Raise NonFiniteLoss naming the first bad step and every loss term (one device sync)."""
         step = int(self.bad_step)
         if step >= 0:
-            loss_x, loss_u = self.bad_losses.tolist()
-            raise NonFiniteLoss(f"non-finite loss at step {step}: loss_x={loss_x}, loss_u={loss_u}; stopped "
+            values = ", ".join(f"loss_{name}={value}" for name, value in zip(self.terms, self.bad_losses.tolist()))
+            raise NonFiniteLoss(f"non-finite loss at step {step}: {values}; stopped "
                                 f"before saving it, the checkpoints in the run folder are finite ({HINT})")
 
 
@@ -64,12 +65,12 @@ def guarded_step(trainer, guard: LossGuard, detect_anomaly: bool):
     """``trainer.train_step`` whose losses feed ``guard``; an anomaly-mode NaN becomes one NonFiniteLoss line."""
     step = trainer.step + 1  # the step being taken, counted as in metrics.jsonl
     try:
-        loss_x, loss_u, lam_u = trainer.train_step()
+        terms, weights = trainer.train_step()
     except RuntimeError as err:
         if detect_anomaly and _ANOMALY.search(str(err)):
             first = first_line(err)
             raise NonFiniteLoss(f"autograd anomaly at step {step}: {first} (the forward call that produced "
                                 f"it is printed above)") from None
         raise
-    guard.observe(step, loss_x, loss_u)
-    return loss_x, loss_u, lam_u
+    guard.observe(step, terms)
+    return terms, weights

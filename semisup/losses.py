@@ -38,3 +38,36 @@ def lambda_u_at(images: float, lambda_u: float, rampup_images: float) -> float:
     the first step sees 0 images and weight 0.
     """
     return lambda_u * linear_rampup(images, rampup_images)
+
+
+# ----- the baselines' terms (official pi_model.py, mean_teacher.py, ict.py, mixup.py, vat.py) -------------------
+def softmax_mse_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Σ_rows Σ_c (softmax(logits) - targets)²: the Π-model / Mean Teacher / ICT consistency before its mean over
+    batch × classes (``tf.losses.mean_squared_error`` of softmaxes)."""
+    return (logits.float().softmax(-1) - targets).pow(2).sum()
+
+
+def entropy_sum(logits: torch.Tensor) -> torch.Tensor:
+    """Σ_rows H(softmax(logits)) in nats, gradient included (VAT's entropy minimisation)."""
+    log_p = logits.float().log_softmax(-1)
+    return -(log_p.exp() * log_p).sum()
+
+
+def kl_sum(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """Σ_rows KL(softmax(p_logits) ‖ softmax(q_logits)) = Σ p (log p - log q)."""
+    log_p, log_q = p_logits.float().log_softmax(-1), q_logits.float().log_softmax(-1)
+    return (log_p.exp() * (log_p - log_q)).sum()
+
+
+def draw_mix_lambda(n: int, alpha: float) -> torch.Tensor:
+    """Per-row λ' = max(λ, 1 - λ), λ ~ Beta(α, α): the official baselines' mixup coefficient."""
+    lam = torch.distributions.Beta(alpha, alpha).sample((n,))
+    return torch.maximum(lam, 1 - lam)
+
+
+def mix_reversed(x: torch.Tensor, targets: torch.Tensor, lam: torch.Tensor):
+    """x' = λ x + (1 - λ) x[::-1] and the same for the targets: the official MixUp, ICT and fs_mixup pair each row
+    with the reversed batch (``x[::-1]``), not a random permutation."""
+    lam = lam.to(x.device)
+    lam_x = lam.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
+    return x * lam_x + x.flip(0) * (1 - lam_x), targets * lam[:, None] + targets.flip(0) * (1 - lam[:, None])

@@ -1,4 +1,4 @@
-"""MixMatch (Berthelot et al., 2019) as pure functions, and the training step built from them.
+"""MixMatch (Berthelot et al., 2019) as pure functions; ``algorithms/mixmatch.py`` builds the training step.
 
 Batch-norm semantics follow the official code: guessing passes and all but the first mixed chunk use batch
 statistics without touching the running averages; the labeled and unlabeled chunks are interleaved so every
@@ -10,8 +10,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .batch import Batch, labeled_then_views
-from .losses import mixup_loss
 from .models import frozen_bn_stats
 from .runtime import to_device
 
@@ -120,31 +118,3 @@ def mix_batch(guess_model: nn.Module, x_lb: torch.Tensor, y_lb: torch.Tensor, x_
     lam, perm = draw_mixup(len(x_lb), len(x) - len(x_lb), alpha, mode)
     x_mix, t_mix = mixup(x, targets, lam, perm)
     return x_mix, t_mix, q
-
-
-class MixMatch:
-    """MixMatch's batch (guess, sharpen, mix up) and its loss (interleaved forward, MixUpLoss)."""
-
-    def __init__(self, cfg, num_classes: int):
-        self.num_classes, self.K, self.T = num_classes, cfg.K, cfg.temperature
-        self.alpha, self.mode = cfg.alpha, cfg.mixup
-        self.unlabeled_views = cfg.K
-
-    def batch(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: Sequence[torch.Tensor],
-              guess_model: nn.Module) -> Batch:
-        """The mixed rows [labeled; K views of the unlabeled, view after view] and their mixed targets."""
-        x_mix, t_mix, _ = mix_batch(guess_model, x_lb, y_lb, x_ulb, self.num_classes, self.T, self.alpha,
-                                    self.mode)
-        return Batch(x_mix, t_mix, len(x_lb), len(x_lb))
-
-    def micro_batch(self, batch: Batch, index: int, count: int) -> Batch:
-        """Micro-batch ``index`` of ``count``: its share of the labeled rows, then of each view's rows."""
-        return labeled_then_views(batch, self.K, index, count)
-
-    def loss(self, net: nn.Module, micro: Batch, autocast) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(loss_x, loss_u) of one micro-batch, divided by the full batch's row counts (see ``mixup_loss``)."""
-        b, n = micro.n_lb, micro.full_n_lb
-        with autocast():
-            logits = forward_interleaved(net, micro.x, b)
-        return mixup_loss(logits[:b], micro.targets[:b], logits[b:], micro.targets[b:], n,
-                          n * self.K * self.num_classes)

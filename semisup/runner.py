@@ -190,36 +190,44 @@ def _train(cfg: Config, rt) -> dict:
 
 def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
     bar = _progress(cfg, trainer)
-    guard = LossGuard(trainer.rt.device)
+    guard = LossGuard(trainer.rt.device, trainer.algorithm.terms)
     with torch.autograd.set_detect_anomaly(cfg.detect_anomaly):
         while trainer.step < cfg.steps:
             t0 = time.perf_counter()
-            loss_x, loss_u, lam_u = guarded_step(trainer, guard, cfg.detect_anomaly)
-            trainer.add_to_window(loss_x, loss_u)
+            terms, weights = guarded_step(trainer, guard, cfg.detect_anomaly)
+            trainer.add_to_window(terms)
             evaluating = trainer.step % cfg.eval_every == 0 or trainer.step == cfg.steps
             if trainer.step % LOG_EVERY == 0 or evaluating:
                 guard.check()
                 if bar:
-                    bar.set_postfix(loss_x=f"{loss_x.item():.3f}", loss_u=f"{loss_u.item():.4f}",
-                                    lambda_u=f"{lam_u:.1f}", refresh=False)
+                    bar.set_postfix(_progress_fields(terms, weights), refresh=False)
             trainer.window_time += time.perf_counter() - t0
             if bar:
                 bar.update(1)
             if evaluating:
                 seconds = trainer.window_time
-                _eval_and_save(trainer, logger, _window_record(trainer, lam_u), out, seconds)
+                _eval_and_save(trainer, logger, _window_record(trainer, weights), out, seconds)
             if trainer.step < cfg.steps and _stop_agreed(trainer):
                 _stop_here(trainer, guard, out, saved=evaluating)
     if bar:
         bar.close()
 
 
-def _window_record(trainer: Trainer, lam_u: float) -> dict:
-    """The evaluation record's training part: mean losses and speed since the last evaluation (then reset)."""
+def _progress_fields(terms: dict, weights: dict) -> dict:
+    """The progress line: each loss term and each weight of the step just taken."""
+    fields = {f"loss_{name}": f"{value.item():.4g}" for name, value in terms.items()}
+    fields.update({f"lambda_{name}": f"{value:.3g}" for name, value in weights.items()})
+    return fields
+
+
+def _window_record(trainer: Trainer, weights: dict) -> dict:
+    """The evaluation record's training part: each loss term's mean (``loss_<term>``) and weight
+    (``lambda_<term>``, for the weighted terms) and the speed since the last evaluation (then reset)."""
     steps, seconds = trainer.window_steps, trainer.window_time
-    mean_x, mean_u = (mean_over_ranks(trainer.loss_sums.clone(), trainer.rt.world_size) / steps).tolist()
+    means = (mean_over_ranks(trainer.loss_sums.clone(), trainer.rt.world_size) / steps).tolist()
     trainer.reset_window()
-    return {"step": trainer.step, "loss_x": mean_x, "loss_u": mean_u, "lambda_u": lam_u,
+    losses = {f"loss_{name}": mean for name, mean in zip(trainer.algorithm.terms, means)}
+    return {"step": trainer.step, **losses, **{f"lambda_{name}": w for name, w in weights.items()},
             "img_per_sec": trainer.images_per_step * steps / max(seconds, 1e-9), "sec_per_step": seconds / steps}
 
 

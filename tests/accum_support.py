@@ -75,4 +75,5 @@ def backward_in_micro_batches(model: nn.Module, x_mix: torch.Tensor, t_mix: torc
     rt = Runtime(device=torch.device("cpu"), amp_dtype=None, memory_format=torch.contiguous_format)
     data = SSLData(labeled=_images(n_lb), unlabeled=_images(n_lb), valid=_images(0), test=_images(0), split=None,
                    num_classes=t_mix.shape[1])
-    return Trainer(cfg, rt, data, model).accumulate(Batch(x_mix, t_mix, n_lb, n_lb), lambda_u)
+    terms = Trainer(cfg, rt, data, model).accumulate(Batch(x_mix, t_mix, n_lb, n_lb), {"u": lambda_u})
+    return terms["x"], terms["u"]

@@ -9,7 +9,8 @@ import math
 import pytest
 import torch
 
-from semisup import engine, mixmatch
+from semisup import engine
+from semisup.algorithms import mixmatch as mixmatch_algorithm
 from semisup.config import Config, parse_args
 from semisup.data import prepare_data
 from semisup.mixmatch import average_and_sharpen, draw_mixup, mix_batch, mixup, sharpen
@@ -60,7 +61,7 @@ def recorded(monkeypatch):
                       "x_mix": x_mix, "t_mix": t_mix, "q": q})
         return x_mix, t_mix, q
 
-    monkeypatch.setattr(mixmatch, "mix_batch", recorder)
+    monkeypatch.setattr(mixmatch_algorithm, "mix_batch", recorder)
     return calls
 
 
@@ -216,7 +217,7 @@ def test_mix_batch_labeled_keeps_unlabeled_rows_and_guesses():
 
 
 # ----- ICT ----------------------------------------------------------------------------------------------------
-def test_ict_is_unlabeled_mixup_without_sharpening_with_ema_guess(data, fake_cifar, recorded):
+def test_unlabeled_mixup_without_sharpening_with_ema_guess(data, fake_cifar, recorded):
     argv = ["--mixup", "unlabeled", "--no-sharpen", "--ema-guess"]
     cfg = parse_args(argv)
     assert (cfg.mixup, cfg.temperature, cfg.ema_guess) == ("unlabeled", 1.0, True)

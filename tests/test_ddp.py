@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
+from semisup.batch import Batch
 from semisup.checkpoint import load_checkpoint
-from semisup.engine import Batch
 from semisup.models import create_model
 
 from accum_support import concat_rank_batches, single_process_trainer, strip_bn, tiny_config

@@ -53,7 +53,8 @@ def trainer_and_reference(data_dir, monkeypatch, seed, amp_dtype=None, memory_fo
     monkeypatch.setattr(mixmatch, "draw_mixup", lambda *a, **k: draws.append(draw_mixup(*a, **k)) or draws[-1])
     trainer._views = lambda name, count: views.append(take_views(name, count)) or views[-1]
     torch.manual_seed(seed)
-    loss_x, loss_u, _ = trainer.train_step()
+    terms, _ = trainer.train_step()
+    loss_x, loss_u = terms["x"], terms["u"]
     ((x_lb,), y_lb), (x_ulb, _) = views
     lam, perm = draws[0]
     fp32 = [v.float().contiguous() for v in (x_lb, *x_ulb)]

@@ -111,11 +111,11 @@ def test_truncated_last_falls_back_to_previous_with_a_warning(fake_cifar, tmp_pa
 
 def test_loss_guard_names_the_first_non_finite_step_and_terms():
     guard = LossGuard(torch.device("cpu"))
-    guard.observe(1, torch.tensor(2.3), torch.tensor(0.01))
-    guard.observe(2, torch.tensor(2.1), torch.tensor(0.02))
+    guard.observe(1, {"x": torch.tensor(2.3), "u": torch.tensor(0.01)})
+    guard.observe(2, {"x": torch.tensor(2.1), "u": torch.tensor(0.02)})
     guard.check()
-    guard.observe(3, torch.tensor(1.9), torch.tensor(float("inf")))
-    guard.observe(4, torch.tensor(float("nan")), torch.tensor(float("nan")))
+    guard.observe(3, {"x": torch.tensor(1.9), "u": torch.tensor(float("inf"))})
+    guard.observe(4, {"x": torch.tensor(float("nan")), "u": torch.tensor(float("nan"))})
     with pytest.raises(NonFiniteLoss, match=r"at step 3: loss_x=1\.89\d*, loss_u=inf"):
         guard.check()
     assert first_non_finite([("a", torch.ones(2)), ("b", torch.tensor([0.0, float("nan")]))]) == "b"

@@ -37,6 +37,10 @@ def test_print_commands_table4_every_row_label_and_seed(capsys, tmp_path):
     for c in cfgs:
         assert c.out == os.path.join(out, "table4", c.out.split(os.sep)[-2], f"seed{c.seed}")
         assert str(c.n_labeled) == c.out.split(os.sep)[-2].split("@")[1]
+        if c.algorithm == "ict":  # the official ict.py of runs/table4.sh: weight 1000, beta 0.75, its own ramp
+            assert (c.lambda_u, c.alpha, c.rampup_kimg, c.rampup_share, c.wd) == (1000.0, 0.75, 0, 0.4, 0.02)
+            assert c.rampup_images == 0.4 * c.steps * c.batch_size
+            continue
         assert (c.lambda_u, c.rampup_kimg, c.rampup_steps, c.steps) == (100.0, 128, 0, 1 << 20)  # the ablation's λu
 
 
@@ -44,14 +48,14 @@ def test_print_commands_rows_are_their_switches(capsys, tmp_path):
     cfgs = printed_commands(capsys, ["table4", "--out", str(tmp_path), "--labels", "250", "--print-commands"])
     by_row = {c.out.split(os.sep)[-2].split("@")[0]: c for c in cfgs}
     default = Config()
+    assert by_row.pop("ict").algorithm == "ict"
     switches = {row: (c.K, c.temperature, c.mixup, c.ema_guess) for row, c in by_row.items()}
     assert switches == {
         "mixmatch": (2, 0.5, "all", False), "k1": (1, 0.5, "all", False), "k3": (3, 0.5, "all", False),
         "k4": (4, 0.5, "all", False), "no-sharpen": (2, 1.0, "all", False), "ema-guess": (2, 0.5, "all", True),
         "no-mixup": (2, 0.5, "none", False), "mixup-labeled": (2, 0.5, "labeled", False),
-        "mixup-unlabeled": (2, 0.5, "unlabeled", False), "mixup-separate": (2, 0.5, "separate", False),
-        "ict": (2, 1.0, "unlabeled", True)}
-    assert all(c.alpha == default.alpha and c.lr == default.lr for c in cfgs)
+        "mixup-unlabeled": (2, 0.5, "unlabeled", False), "mixup-separate": (2, 0.5, "separate", False)}
+    assert all(c.alpha == default.alpha and c.lr == default.lr for c in by_row.values())
 
 
 def test_print_commands_labels_and_supervised_with_pass_through(capsys, tmp_path):
@@ -99,7 +103,8 @@ def test_plan_order_and_folders(tmp_path):
     runs = plan("table4", "S", seeds=[1, 2], rows=["k1", "mixmatch"], labels=[250])
     assert [(r.seed, r.row) for r in runs] == [(1, "k1"), (1, "mixmatch"), (2, "k1"), (2, "mixmatch")]
     assert runs[0].out == os.path.join("S", "table4", "k1@250", "seed1")
-    assert set(TABLES) == {"table4", "labels", "supervised", "quick", "large", "stl10", "svhn", "svhn-extra"}
+    assert set(TABLES) == {"table4", "labels", "supervised", "table5", "table6", "table7", "quick", "compare-quick",
+                           "large", "stl10", "svhn", "svhn-extra"}
 
 
 # ----- end to end -------------------------------------------------------------------------------------------
@@ -213,7 +218,8 @@ def test_quick_reproduction_scales_its_schedule_to_the_run(capsys, tmp_path):
     the evaluations scale with --steps."""
     cfgs = printed_commands(capsys, ["quick", "--out", str(tmp_path), "--print-commands"])
     assert [(c.algorithm, c.seed) for c in cfgs] == [(a, s) for s in (1, 2, 3) for a in ("mixmatch", "supervised")]
-    assert {(c.model, c.n_labeled, c.steps, c.eval_every, c.rampup_images, c.n_valid, c.amp) for c in cfgs} == {
-        ("wrn-16-1", 250, 600, 100, 2400 * 64, 0, "auto")}  # the ramp: 4x the run
+    assert {(c.model, c.n_labeled, c.steps, c.eval_every, c.n_valid, c.amp) for c in cfgs} == {
+        ("wrn-16-1", 250, 600, 100, 0, "auto")}
+    assert {(c.algorithm, c.rampup_images) for c in cfgs} == {("mixmatch", 2400 * 64), ("supervised", 0)}  # 4x the run
     short = printed_commands(capsys, ["quick", "--out", str(tmp_path), "--steps", "300", "--print-commands"])
-    assert {(c.steps, c.eval_every, c.rampup_steps) for c in short} == {(300, 50, 1200)}
+    assert {(c.steps, c.eval_every, c.rampup_steps) for c in short} == {(300, 50, 1200), (300, 50, None)}

@@ -1,23 +1,27 @@
 """The training loss on a few fresh batches, for gradient×weight (Taylor) importance.
 
-It is the run's own algorithm's loss (``engine.make_algorithm``): for a MixMatch checkpoint the MixMatch loss
-(guess, sharpen, mix up, interleave) at the full λu, for a supervised one cross-entropy on the labeled batch. The
-model runs in train mode, as in training, but no batch norm running statistic changes.
+It is the run's own algorithm's loss (``engine.make_algorithm``) with every term at its weight of the run's last
+step: for a MixMatch checkpoint the MixMatch loss (guess, sharpen, mix up, interleave) at the full λu, for a
+supervised one cross-entropy on the labeled batch, for VAT its three terms. The model being scored is also the
+teacher of Mean Teacher and ICT (a checkpoint's EMA weights are what gets pruned). The model runs in train mode, as
+in training, but no batch norm running statistic changes.
 """
 from contextlib import nullcontext
 
 import torch
 import torch.nn as nn
 
+from ..algorithms.base import Models
 from ..config import Config
 from ..data import InfiniteSampler, SSLData
-from ..engine import draw_views, make_algorithm
+from ..engine import draw_views, make_algorithm, total_loss
 from ..models import frozen_bn_stats
 
 
 def training_loss_fn(cfg: Config, data: SSLData, device: torch.device, batch_size: int, seed: int = 0):
     """``loss_fn(model, i)`` for ``taylor_scores``: the loss of the i-th batch drawn with ``seed``."""
     algorithm = make_algorithm(cfg, data.num_classes)
+    weights = algorithm.weights(cfg.steps * cfg.batch_size)
     labeled = InfiniteSampler(len(data.labeled), batch_size, seed)
     unlabeled = InfiniteSampler(len(data.unlabeled), batch_size, seed + 1)
     generator = torch.Generator().manual_seed(seed)
@@ -32,9 +36,9 @@ def training_loss_fn(cfg: Config, data: SSLData, device: torch.device, batch_siz
         (x_lb,), y_lb = views(data.labeled, labeled, 1)
         x_ulb = views(data.unlabeled, unlabeled, algorithm.unlabeled_views)[0] if algorithm.unlabeled_views else []
         with frozen_bn_stats(model):
-            batch = algorithm.batch(x_lb, y_lb, x_ulb, model)
-            loss_x, loss_u = algorithm.loss(model, batch, nullcontext)
+            batch = algorithm.batch(x_lb, y_lb, x_ulb, Models(model, model))
+            terms = algorithm.loss(model, batch, nullcontext)
         model.train(was_training)
-        return loss_x + cfg.lambda_u * loss_u
+        return total_loss(terms, weights)
 
     return loss_fn

@@ -3,7 +3,8 @@
 Table 4 (ablations) is one run per row (one labeled split); the label sweeps are mean ± std over five splits. All
 report the median test error of the EMA model over the last 20 evaluations of a 1,048,576-step run. Sources:
 CIFAR-10 labels: Figure 2 (tabulated in the appendix); large models: Table 1; STL-10: Table 2
-(MixMatch's row; 5,000 labels is one run); SVHN and SVHN+extra: Table 3.
+(MixMatch's row; 5,000 labels is one run); SVHN and SVHN+extra: Table 3; the baselines beside MixMatch on CIFAR-10,
+SVHN and SVHN+extra: appendix Tables 5, 6 and 7 (Figures 2 and 3).
 """
 from typing import Dict, Optional, Tuple
 
@@ -64,6 +65,46 @@ SVHN_LAMBDA_U = 250.0
 SVHN_ALPHA, SVHN_EXTRA_ALPHA = 0.75, 0.25  # the official runs' beta: 0.25 with the extra images
 
 
+# Tables 5-7 (appendix B, arXiv 1905.02249): the baselines beside MixMatch, error % (mean ± std over 5 splits).
+# Row names are the --algorithm names; ICT is scripted in runs/table5-7.sh but reported only in Table 4.
+_COLUMNS = (250, 500, 1000, 2000, 4000)
+
+
+def _by_labels(*cells: Tuple[float, float]) -> Dict[int, Tuple[float, float]]:
+    return dict(zip(_COLUMNS, cells))
+
+
+TABLE5: Dict[str, Dict[int, Tuple[float, float]]] = {
+    "pi-model": _by_labels((53.02, 2.05), (41.82, 1.52), (31.53, 0.98), (23.07, 0.66), (17.41, 0.37)),
+    "pseudo-label": _by_labels((49.98, 1.17), (40.55, 1.70), (30.91, 1.73), (21.96, 0.42), (16.21, 0.11)),
+    "mixup": _by_labels((47.43, 0.92), (36.17, 1.36), (25.72, 0.66), (18.14, 1.06), (13.15, 0.20)),
+    "vat": _by_labels((36.03, 2.82), (26.11, 1.52), (18.68, 0.40), (14.40, 0.15), (11.05, 0.31)),
+    "mean-teacher": _by_labels((47.32, 4.71), (42.01, 5.86), (17.32, 4.00), (12.17, 0.22), (10.36, 0.25)),
+    "mixmatch": LABELS,
+}
+TABLE6: Dict[str, Dict[int, Tuple[float, float]]] = {
+    "pi-model": _by_labels((17.65, 0.27), (11.44, 0.39), (8.60, 0.18), (6.94, 0.27), (5.57, 0.14)),
+    "pseudo-label": _by_labels((21.16, 0.88), (14.35, 0.37), (10.19, 0.41), (7.54, 0.27), (5.71, 0.07)),
+    "mixup": _by_labels((39.97, 1.89), (29.62, 1.54), (16.79, 0.63), (10.47, 0.48), (7.96, 0.14)),
+    "vat": _by_labels((8.41, 1.01), (7.44, 0.79), (5.98, 0.21), (4.85, 0.23), (4.20, 0.15)),
+    "mean-teacher": _by_labels((6.45, 2.43), (3.82, 0.17), (3.75, 0.10), (3.51, 0.09), (3.39, 0.11)),
+    "mixmatch": SVHN,
+}
+TABLE7: Dict[str, Dict[int, Tuple[float, float]]] = {
+    "pi-model": _by_labels((13.71, 0.32), (10.78, 0.59), (8.81, 0.33), (7.07, 0.19), (5.70, 0.13)),
+    "pseudo-label": _by_labels((17.71, 0.78), (12.58, 0.59), (9.28, 0.38), (7.20, 0.18), (5.56, 0.27)),
+    "mixup": _by_labels((33.03, 1.29), (24.52, 0.59), (14.05, 0.79), (9.06, 0.55), (7.27, 0.12)),
+    "vat": _by_labels((7.44, 1.38), (7.37, 0.82), (6.15, 0.53), (4.99, 0.30), (4.27, 0.30)),
+    "mean-teacher": _by_labels((2.77, 0.10), (2.75, 0.07), (2.69, 0.08), (2.60, 0.04), (2.54, 0.03)),
+    "mixmatch": SVHN_EXTRA,
+}
+COMPARISON = {"table5": TABLE5, "table6": TABLE6, "table7": TABLE7}
+# The fully supervised references on every training label (fs_mixup, all.sh's "(in paper)" runs): 4.13 % in appendix
+# B.1 (the text of section 4.2.2 says 4.17). Here the balanced split labels all CIFAR-10 images but one per class.
+FULLY_SUPERVISED_LABELS = 49990
+FULLY_SUPERVISED = {"table5": (FULLY_SUPERVISED_LABELS, 4.13)}
+
+
 def paper_error(table: str, row: str, labels: int) -> Optional[Tuple[float, Optional[float]]]:
     """(error %, std or None) the paper reports for this table cell, or None where it reports nothing."""
     if table == "table4" and row in TABLE4 and labels in TABLE4_LABELS:
@@ -72,6 +113,10 @@ def paper_error(table: str, row: str, labels: int) -> Optional[Tuple[float, Opti
         return LABELS[labels]
     if table == "large" and row in LARGE and labels == LARGE[row][0]:
         return LARGE[row][1]
+    if table in COMPARISON:
+        if row == "fully-supervised" and labels == FULLY_SUPERVISED.get(table, (None,))[0]:
+            return FULLY_SUPERVISED[table][1], None
+        return COMPARISON[table].get(row, {}).get(labels)
     by_labels = {"stl10": STL10, "svhn": SVHN, "svhn-extra": SVHN_EXTRA}.get(table, {})
     if row == "mixmatch" and labels in by_labels:
         return by_labels[labels]

@@ -10,7 +10,9 @@ from . import numbers as paper
 
 # The official ablation runs used λu = 100 and a 128-kimg ramp-up (not the 75 and 1024 kimg of the main results).
 ABLATION_FLAGS = ("--lambda-u", f"{paper.ABLATION_LAMBDA_U:g}", "--rampup-kimg", str(paper.ABLATION_RAMPUP_KIMG))
-ICT_FLAGS = ("--mixup", "unlabeled", "--no-sharpen", "--ema-guess")
+# Table 4's ICT row is the official ict.py as runs/table4.sh runs it: consistency weight 1000, beta 0.75, and its own
+# ramp (40 % of the run), so the ablation's --rampup-kimg is reset to 0 for it.
+ICT_FLAGS = ("--algorithm", "ict", "--lambda-u", "1000", "--alpha", "0.75", "--rampup-kimg", "0")
 # The official runs/*.sh protocol of every paper table, which a sweep follows unless the user passes the flag:
 # `dataset.seed@N-1`, one validation image, so the unlabeled set is every non-labeled training image (here: no
 # held-out validation set), and fp32 (the official code's precision; train.py's own default picks bf16 for speed).
@@ -63,6 +65,50 @@ QUICK = Table(rows={"mixmatch": (), "supervised": ("--algorithm", "supervised")}
               common=("--model", "wrn-16-1", "--amp", "auto", "--n-eval-last", "3"), steps=600,
               rampup_fraction=4.0, n_evals=6)
 
+def _baselines(dataset: str, rows: Dict[str, Tuple[str, ...]], fully_supervised: bool = False) -> Table:
+    """A comparison table (runs/table5-7.sh): every method with its official weight decay, beta and weight on one
+    dataset, 250-4000 labels, seeds 1-5; the fully supervised reference (fs_mixup) on every label, where the
+    balanced split can label every training image but one per class (CIFAR-10: 49,990 of 50,000)."""
+    flags = {name: ("--algorithm", name, *row) if name != "mixmatch" else row for name, row in rows.items()}
+    row_labels = {}
+    if fully_supervised:
+        flags["fully-supervised"] = ("--algorithm", "fs-mixup")
+        row_labels["fully-supervised"] = (paper.FULLY_SUPERVISED_LABELS,)
+    return Table(rows=flags, labels=tuple(paper.LABELS), seeds=(1, 2, 3, 4, 5), common=("--dataset", dataset),
+                 row_labels=row_labels)
+
+
+# runs/table5.sh-table7.sh, method by method (their --smoothing is left out: the official SSL baselines never apply
+# it; docs/algorithms.md). Unlisted settings are each algorithm's defaults, the official files' flag defaults.
+COMPARISON_TABLES: Dict[str, Table] = {
+    "table5": _baselines("cifar10", {
+        "pi-model": ("--wd", "0.02", "--lambda-u", "20"), "pseudo-label": ("--wd", "0.02", "--lambda-u", "1"),
+        "mixup": ("--wd", "0.02", "--alpha", "0.75"), "vat": ("--wd", "0.02"),
+        "mean-teacher": ("--wd", "0.2", "--lambda-u", "50"), "ict": ("--wd", "0.02", "--alpha", "0.75",
+                                                                     "--lambda-u", "1000"),
+        "mixmatch": ("--wd", "0.02", "--alpha", "0.75", "--lambda-u", "75")}, fully_supervised=True),
+    "table6": _baselines("svhn", {
+        "pi-model": ("--wd", "0.2", "--lambda-u", "5"), "pseudo-label": ("--wd", "0.02", "--lambda-u", "2"),
+        "mixup": ("--wd", "0.02", "--alpha", "0.25"), "vat": ("--wd", "0.02"),
+        "mean-teacher": ("--wd", "0.02", "--lambda-u", "150"), "ict": ("--wd", "0.02", "--alpha", "0.5",
+                                                                       "--lambda-u", "20"),
+        "mixmatch": ("--wd", "0.02", "--alpha", "0.75", "--lambda-u", "250")}),
+    "table7": _baselines("svhn-extra", {
+        "pi-model": ("--wd", "0.2", "--lambda-u", "5"), "pseudo-label": ("--wd", "0.02", "--lambda-u", "2"),
+        "mixup": ("--wd", "0.02", "--alpha", "0.25"), "vat": ("--wd", "0.02"),
+        "mean-teacher": ("--wd", "0.02", "--lambda-u", "180"), "ict": ("--wd", "0.02", "--alpha", "0.5",
+                                                                       "--lambda-u", "20"),
+        "mixmatch": ("--wd", "0.02", "--alpha", "0.25", "--lambda-u", "250")}),
+}
+
+# The CPU-scale comparison (docs/algorithms.md): every algorithm and the supervised baseline on the same 250 CIFAR-10
+# labels with QUICK's network and schedule: each algorithm keeps its own settings of table5 and its own ramp, as a
+# share of the run for the baselines (MixMatch's λu ramps over 4x the run, as in QUICK).
+COMPARE_QUICK = Table(rows={**{row: flags for row, flags in COMPARISON_TABLES["table5"].rows.items()
+                               if row != "fully-supervised"}, "supervised": ("--algorithm", "supervised")},
+                      labels=(250,), seeds=(1, 2, 3), common=QUICK.common, steps=QUICK.steps,
+                      rampup_fraction=QUICK.rampup_fraction, n_evals=QUICK.n_evals)
+
 TABLES: Dict[str, Table] = {
     "table4": Table(rows={
         "mixmatch": (), "k1": ("--K", "1"), "k3": ("--K", "3"), "k4": ("--K", "4"), "no-sharpen": ("--no-sharpen",),
@@ -72,6 +118,8 @@ TABLES: Dict[str, Table] = {
     "labels": Table(rows={"mixmatch": ()}, labels=tuple(paper.LABELS), seeds=(1, 2, 3, 4, 5)),
     "supervised": Table(rows={"supervised": ("--algorithm", "supervised")}, labels=tuple(paper.LABELS),
                         seeds=(1, 2, 3, 4, 5)),
+    **COMPARISON_TABLES,
     "quick": QUICK,
+    "compare-quick": COMPARE_QUICK,
     **DATASET_TABLES,
 }

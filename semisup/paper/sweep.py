@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+from .. import algorithms
 from ..config import Config, ConfigError, OneLineParser, build_parser, config_differences, validate
 from ..datasets import spec_of
 from ..records import read_json, write_json
@@ -92,8 +93,9 @@ def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = 
     steps = spec.steps if steps is None else steps
     if spec.n_evals and steps and eval_every is None:
         eval_every = max(1, steps // spec.n_evals)
+    ramp = []  # MixMatch's ramp scaled to a short run (the baselines' ramp is a share of the run already)
     if spec.rampup_fraction is not None and steps and not passes(extra, "--rampup-steps"):
-        shared += ["--rampup-steps", str(max(1, round(steps * spec.rampup_fraction)))]
+        ramp = ["--rampup-steps", str(max(1, round(steps * spec.rampup_fraction)))]
     for flag, value in (("--steps", steps), ("--eval-every", eval_every), ("--data-dir", data_dir)):
         if value is not None:
             shared += [flag, str(value)]
@@ -102,8 +104,9 @@ def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = 
         for n in labels:
             for row in (r for r in rows if chosen or spec.has(r, n, seed)):
                 folder = os.path.join(out, table, f"{row}@{n}", f"seed{seed}")
+                own_ramp = ramp if algorithm_of(spec.rows[row]) == "mixmatch" else []
                 argv = (*spec.common, *spec.rows[row], "--n-labeled", str(n), "--seed", str(seed), "--out", folder,
-                        *shared, *extra)
+                        *shared, *own_ramp, *extra)
                 runs.append(Run(table, row, n, seed, folder, tuple(argv)))
     return runs
 
@@ -122,14 +125,21 @@ def finished_step(run: Run, cfg: Config) -> Optional[int]:
     return step
 
 
+def algorithm_of(flags: Sequence[str]) -> str:
+    """The --algorithm a row's flags choose (train.py's default: mixmatch)."""
+    flags = list(flags)
+    return flags[flags.index("--algorithm") + 1] if "--algorithm" in flags else "mixmatch"
+
+
 def relative_step_cost(cfg: Config) -> float:
     """Work of one optimizer step relative to one K=2 MixMatch training step, evaluation included.
 
     Counts image passes with forward = 1 and backward = 2: MixMatch guesses on K·B images (forward only) and
-    trains on (1+K)·B (forward and backward) = 11·B at K=2; supervised trains on B (3·B); each evaluation runs
-    both models over the validation and the dataset's test images (forward only), spread over ``eval_every`` steps.
+    trains on (1+K)·B (forward and backward) = 11·B at K=2; the others as their files declare (STEP_COST: the
+    supervised ones 3·B, VAT 13·B); each evaluation runs both models over the validation and the dataset's test
+    images (forward only), spread over ``eval_every`` steps.
     """
-    per_image = cfg.K + 3 * (1 + cfg.K) if cfg.algorithm == "mixmatch" else 3
+    per_image = cfg.K + 3 * (1 + cfg.K) if cfg.algorithm == "mixmatch" else algorithms.SPECS[cfg.algorithm].step_cost
     evaluation = 2 * (cfg.n_valid + spec_of(cfg.dataset).test_images) / cfg.eval_every
     return (cfg.batch_size * per_image + evaluation) / (cfg.batch_size * 11)
 

@@ -1,0 +1,91 @@
+"""The contract every algorithm fulfils, and the pieces the official baselines share.
+
+The Trainer draws the augmented views, then asks the algorithm for
+
+- ``batch(x_lb, y_lb, x_ulb, models)``: everything of this optimizer step that is computed once for the whole
+  batch and carries no gradient (guessed labels, teacher predictions, VAT's perturbation, mixup draws);
+  ``models.live`` is the network being trained, ``models.ema`` its parameter EMA (the Mean Teacher);
+- ``micro_batch(batch, index, count)``: micro-batch ``index`` of ``count`` (gradient accumulation);
+- ``loss(net, micro, autocast)``: the named loss terms of one micro-batch, each divided by the *whole* batch's row
+  count so that the micro-batch gradients add up to the whole batch's;
+- ``weights(images)``: each term's weight after ``images`` labeled images (ramped or constant; 1 if absent);
+- ``state_dict()`` / ``load_state_dict()``: whatever a resumed run needs besides the model and optimizer.
+
+Batch norm, as the official code: the first forward pass of ``loss`` (the labeled one) updates the running
+statistics; every other pass runs in training mode on its own batch statistics with the running ones frozen.
+"""
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Dict, NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..models import frozen_bn_stats
+
+
+class Models(NamedTuple):
+    live: nn.Module  # the network being trained (never the DDP or compiled wrapper)
+    ema: nn.Module  # its parameter EMA, with the live network's batch-norm buffers
+
+
+@dataclass
+class Rows:
+    """Per-example tensors of one step (every one with the same first dimension) and the step's row count."""
+    data: Dict[str, torch.Tensor]
+    full: int
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return self.data[key]
+
+    def part(self, index: int, count: int) -> "Rows":
+        """Micro-batch ``index`` of ``count``: the same slice of every tensor."""
+        n = next(iter(self.data.values())).shape[0] // count
+        return Rows({k: v[index * n:(index + 1) * n] for k, v in self.data.items()}, self.full)
+
+
+class Algorithm:
+    """Defaults for the optional parts of the contract; subclasses supply ``batch`` and ``loss``."""
+
+    unlabeled_views = 0  # augmented views the Trainer draws per unlabeled image (0: labeled images only)
+    terms = ("x",)  # the loss terms' names, in the order they are logged
+
+    def __init__(self, cfg, num_classes: int):
+        self.cfg, self.num_classes = cfg, num_classes
+
+    def micro_batch(self, batch, index: int, count: int):
+        return batch.part(index, count)
+
+    def weights(self, images: float) -> Dict[str, float]:
+        return {}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Nothing to restore by default."""
+
+
+@contextmanager
+def batch_statistics(model: nn.Module):
+    """Training-mode batch norm on this pass's own statistics, the running ones untouched (teachers, guesses)."""
+    was_training = model.training
+    model.train()
+    try:
+        with frozen_bn_stats(model):
+            yield model
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def teacher_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """sg[softmax(model(x))] in training-mode batch norm, as the official teachers run (frozen buffers)."""
+    with batch_statistics(model):
+        return model(x).float().softmax(-1)
+
+
+def one_hot(y: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
+    """(1 - s)·onehot + s/K: the official ``MultiModel.augment`` label smoothing (s = 0: plain one-hot)."""
+    return F.one_hot(y, num_classes).float() * (1 - smoothing) + smoothing / num_classes
