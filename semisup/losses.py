@@ -41,21 +41,26 @@ def lambda_u_at(images: float, lambda_u: float, rampup_images: float) -> float:
 
 
 # ----- the baselines' terms (official pi_model.py, mean_teacher.py, ict.py, mixup.py, vat.py) -------------------
+def _wide(logits: torch.Tensor) -> torch.Tensor:
+    """Logits in fp32 at least (bf16/fp16 under autocast are widened; fp64 stays fp64)."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
 def softmax_mse_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Σ_rows Σ_c (softmax(logits) - targets)²: the Π-model / Mean Teacher / ICT consistency before its mean over
     batch × classes (``tf.losses.mean_squared_error`` of softmaxes)."""
-    return (logits.float().softmax(-1) - targets).pow(2).sum()
+    return (_wide(logits).softmax(-1) - targets).pow(2).sum()
 
 
 def entropy_sum(logits: torch.Tensor) -> torch.Tensor:
     """Σ_rows H(softmax(logits)) in nats, gradient included (VAT's entropy minimisation)."""
-    log_p = logits.float().log_softmax(-1)
+    log_p = _wide(logits).log_softmax(-1)
     return -(log_p.exp() * log_p).sum()
 
 
 def kl_sum(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
     """Σ_rows KL(softmax(p_logits) ‖ softmax(q_logits)) = Σ p (log p - log q)."""
-    log_p, log_q = p_logits.float().log_softmax(-1), q_logits.float().log_softmax(-1)
+    log_p, log_q = _wide(p_logits).log_softmax(-1), _wide(q_logits).log_softmax(-1)
     return (log_p.exp() * (log_p - log_q)).sum()
 
 

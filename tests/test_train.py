@@ -172,7 +172,8 @@ def test_supervised_baseline_never_draws_unlabeled_images(fake_cifar, tmp_path, 
     train(fake_cifar, out, "--steps", "20", "--eval-every", "10", "--algorithm", "supervised")
     assert drawn == [("labeled", 1)] * 20
     lines = metrics(out)
-    assert [r["step"] for r in lines] == [10, 20] and all("loss_u" not in r and "lambda_u" not in r and r["loss_x"] > 0 for r in lines)
+    assert [r["step"] for r in lines] == [10, 20]
+    assert all("loss_u" not in r and "lambda_u" not in r and r["loss_x"] > 0 for r in lines)
     state = torch.load(out / "last.pt", weights_only=True)
     assert set(state["samplers"]) == {"labeled"}
     assert state["config"]["algorithm"] == "supervised"

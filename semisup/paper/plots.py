@@ -4,7 +4,7 @@ import statistics
 from collections import defaultdict
 from typing import Sequence
 
-from .numbers import LABELS, PAPER_STEPS
+from .numbers import COMPARISON, LABELS, PAPER_STEPS
 
 CURVES = (("test_acc_ema", "EMA model", "-"), ("test_acc", "raw model", "--"))
 
@@ -40,6 +40,43 @@ def plot_labels(records: Sequence[dict], path: str) -> None:
     ax.set_title("CIFAR-10, WRN-28-2: error vs number of labels")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+FIGURES = {"table5": "Figure 2: CIFAR-10", "table6": "Figure 3: SVHN", "table7": "SVHN+extra (Table 7)"}
+
+
+def plot_comparison(records: Sequence[dict], table: str, path: str) -> None:
+    """Error vs labels per method (the paper's Figures 2 and 3): each method measured here (solid, ± std over its
+    seeds) beside the paper's values (dashed, the same colour), from the tables' cell records."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    recs = [r for r in records if r["table"] == table]
+    for i, row in enumerate(dict.fromkeys([*COMPARISON[table], *(r["row"] for r in recs)])):
+        color = f"C{i % 10}"
+        paper = COMPARISON[table].get(row, {})
+        if paper:
+            n = sorted(paper)
+            ax.errorbar(n, [paper[k][0] for k in n], yerr=[paper[k][1] for k in n], fmt="o--", color=color,
+                        alpha=0.5, capsize=2)
+        mine = sorted((r for r in recs if r["row"] == row), key=lambda r: r["labels"])
+        if mine:
+            ax.errorbar([r["labels"] for r in mine], [r["error_mean"] for r in mine],
+                        yerr=[r["error_std"] or 0.0 for r in mine], fmt="s-", color=color, capsize=3)
+        ax.plot([], [], color=color, label=row)
+    ax.plot([], [], "k--", alpha=0.5, label=f"paper ({PAPER_STEPS:,} steps, 5 seeds)")
+    ax.plot([], [], "k-", label=f"here (up to {max((r['steps_max'] for r in recs), default=0):,} steps)")
+    n = sorted(LABELS)
+    ax.set_xscale("log")
+    ax.set_xticks(n, [str(k) for k in n])
+    ax.minorticks_off()
+    ax.set_xlabel("labeled images")
+    ax.set_ylabel("test error (%)")
+    ax.set_title(f"{FIGURES[table]}, WRN-28-2: error vs number of labels")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

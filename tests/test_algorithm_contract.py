@@ -1,0 +1,118 @@
+"""The contract every registered algorithm keeps with the Trainer (``semisup/algorithms/base.py``).
+
+Parametrized over ``semisup.algorithms.NAMES``, so a new algorithm file is held to it the day it is added:
+gradient accumulation equals one full batch, the batch-norm statistics advance once per optimizer step and only
+from the labeled pass, a resumed run continues exactly, and the Taylor criterion scores with the algorithm's own
+weighted loss.
+"""
+import pytest
+import torch
+
+from semisup import algorithms
+from semisup.algorithms.base import Rows
+from semisup.compress import taylor
+from semisup.data import prepare_data
+
+from accum_support import single_process_trainer, tiny_config, tiny_model
+
+NAMES = algorithms.NAMES
+
+
+def _config(data_dir, name, **overrides):
+    ramp = {"rampup_steps": 1} if "rampup_steps" in algorithms.SPECS[name].options else {}
+    return tiny_config(data_dir, algorithm=name, **{**ramp, **overrides})
+
+
+def _flat_grads(model):
+    return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_accum_4_equals_one_full_batch(fake_cifar, name):
+    """Gradients, weights, EMA and every loss term after one step at --accum-steps 4 and 1 (batch-norm-free model:
+    the one documented difference, per-micro-batch statistics, is taken out)."""
+    out = {}
+    for accum in (1, 4):
+        trainer = single_process_trainer(_config(fake_cifar, name, accum_steps=accum), tiny_model(1, bn=False))
+        trainer.step = 1  # every ramp at its full weight (--rampup-steps 1)
+        terms, weights = trainer.train_step()
+        out[accum] = (_flat_grads(trainer.model), [p.detach().clone() for p in trainer.model.parameters()],
+                      [p.detach().clone() for p in trainer.ema.model.parameters()], terms, weights)
+    (g1, p1, e1, t1, w1), (g4, p4, e4, t4, w4) = out[1], out[4]
+    assert set(t1) == set(algorithms.load(name).terms) and w1 == w4
+    assert g1.abs().max() > 1e-3  # a real gradient
+    torch.testing.assert_close(g4, g1, rtol=0, atol=1e-5)
+    for key in t1:
+        torch.testing.assert_close(t4[key], t1[key], rtol=0, atol=1e-5)
+    for a, b in zip(p4 + e4, p1 + e1):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+class _PassRecorder:
+    """Records, for every forward pass of the whole network, its input and whether batch norm tracked it."""
+
+    def __init__(self, model):
+        self.bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        self.calls = []
+        model.register_forward_pre_hook(self._hook)
+
+    def _hook(self, module, args):
+        if module.training and torch.is_grad_enabled():
+            self.calls.append((args[0].detach().clone(), self.bn.track_running_stats))
+
+
+@pytest.mark.parametrize("accum", [1, 4])
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "mixmatch"])  # MixMatch's: tests/test_fast_path.py
+def test_bn_statistics_advance_once_per_step_from_the_labeled_pass(fake_cifar, name, accum):
+    trainer = single_process_trainer(_config(fake_cifar, name, accum_steps=accum, warm_averages=False),
+                                     tiny_model(1))
+    recorder = _PassRecorder(trainer.model)
+    batches = []
+    make_batch = trainer.algorithm.batch
+    trainer.algorithm.batch = lambda *a: batches.append(make_batch(*a)) or batches[-1]
+    for _ in range(2):
+        before = trainer.bn_layers[0].running_mean.clone()
+        recorder.calls.clear()
+        trainer.train_step()
+        tracked = [x for x, tracking in recorder.calls if tracking]
+        assert len(tracked) == 1 and len(recorder.calls) >= accum  # one pass updates the statistics ...
+        labeled = batches[-1]["x"]
+        assert isinstance(batches[-1], Rows) and torch.equal(tracked[0], labeled[:len(labeled) // accum])  # ...
+        assert not torch.equal(trainer.bn_layers[0].running_mean, before)  # ... the labeled rows (micro-batch 0)
+    assert all(int(m.num_batches_tracked) == 2 for m in trainer.bn_layers)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_resume_is_exact(fake_cifar, name):
+    """Three steps in one go equal two steps, a checkpoint, a new Trainer and one more step: weights, EMA,
+    optimizer, RNG (mixup, VAT's direction) and the algorithm's own state."""
+    cfg = _config(fake_cifar, name, accum_steps=2)
+    straight = single_process_trainer(cfg, tiny_model(2))
+    for _ in range(3):
+        straight.train_step()
+    first = single_process_trainer(cfg, tiny_model(2))
+    for _ in range(2):
+        first.train_step()
+    state = first.state_dict()
+    resumed = single_process_trainer(cfg, tiny_model(5))
+    resumed.load_state_dict(state)
+    resumed.train_step()
+    for a, b in zip(list(resumed.model.state_dict().values()) + list(resumed.ema.model.state_dict().values()),
+                    list(straight.model.state_dict().values()) + list(straight.ema.model.state_dict().values())):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_taylor_scores_with_the_algorithms_weighted_loss(fake_cifar, name, monkeypatch):
+    cfg = _config(fake_cifar, name)
+    data = prepare_data(cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed)
+    cls = algorithms.load(name)
+    seen = []
+    original = cls.loss
+    monkeypatch.setattr(cls, "loss", lambda self, *a: seen.append(original(self, *a)) or seen[-1])
+    loss = taylor.training_loss_fn(cfg, data, torch.device("cpu"), 8)(tiny_model(3), 0)
+    assert len(seen) == 1 and set(seen[0]) == set(cls.terms)
+    weights = cls(cfg, data.num_classes).weights(cfg.steps * cfg.batch_size)
+    expected = sum(weights.get(k, 1.0) * v for k, v in seen[0].items())
+    torch.testing.assert_close(loss, expected)
+    assert loss.requires_grad
