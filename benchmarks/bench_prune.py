@@ -18,11 +18,11 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from semisup.compress.masks import clear_masks, set_masks  # noqa: E402
 from semisup.compress.report import count_macs, count_nonzero_params, count_params, latencies_ms  # noqa: E402
 from semisup.compress.slimming import plan  # noqa: E402
 from semisup.compress.surgery import remove_channels  # noqa: E402
 from semisup.compress.unstructured import magnitude_scores, masks_from_scores  # noqa: E402
+from semisup.masks import clear_masks, set_masks  # noqa: E402
 from semisup.models import create_model  # noqa: E402
 
 TARGET_MACS, TARGET_SPEEDUP = 0.40, 1.5

@@ -7,6 +7,7 @@ are the dataset's (``semisup.datasets``): CIFAR flips and pads 4 (the defaults h
 """
 import torch
 
+from .datasets import Dataset
 from .runtime import to_device
 
 PAD = 4
@@ -59,3 +60,11 @@ def augment(images: torch.Tensor, generator=None, pad: int = PAD, flip: bool = T
 def to_float(images: torch.Tensor, memory_format=torch.contiguous_format) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1], the official code's input scaling."""
     return images.to(memory_format=memory_format).float().mul_(2.0 / 255.0).sub_(1.0)
+
+
+def draw_views(images: Dataset, idx: torch.Tensor, count: int, memory_format=torch.contiguous_format,
+               generator=None, pad: int = PAD, flip: bool = True):
+    """``count`` independently augmented float views of the images at ``idx``, and their labels; ``pad`` and
+    ``flip`` are the dataset's augmentation (``SSLData.pad``, ``SSLData.flip``)."""
+    raw = images.images[idx]
+    return [to_float(augment(raw, generator, pad, flip), memory_format) for _ in range(count)], images.labels[idx]

@@ -194,7 +194,7 @@ def model_from_checkpoint(state: dict, weights: str = "ema", source: str = "chec
     The weights are the effective ones (pruned weights stored as zeros), so without ``keep_masks`` the model
     computes what the masked model computed. Any shape or key mismatch is one CheckpointError naming ``source``.
     """
-    from .compress.masks import load_masked
+    from .masks import load_masked
     from .models import model_from_arch
 
     key = "ema" if weights == "ema" else "model"

@@ -17,40 +17,21 @@ from typing import Callable, Dict, Tuple
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from . import algorithms
-from .algorithms.base import Models
-from .augment import PAD, augment, to_float
-from .compress.masks import load_masked, split_masks
+from .algorithms.base import Models, make_algorithm, total_loss
+from .augment import draw_views
 from .config import Config
-from .data import Dataset, InfiniteSampler, SSLData
+from .data import InfiniteSampler, SSLData
 from .distributed import gather_per_rank, gather_rng_states, per_rank_batch, restore_rng_state
 from .ema import EMA, apply_weight_decay, decay_parameters, set_bn_momenta
-from .evaluate.metrics import accuracy, predict
+from .masks import load_masked, split_masks
 from .models import batch_norms, frozen_bn_stats
 from .optim import current_lr, make_optimizer, make_scheduler
+from .predict import accuracy, predict
 from .runtime import Runtime, to_device
 
 HOOKS = ("after_backward", "after_step")
 Hook = Callable[["Trainer", int], None]
 Terms = Dict[str, torch.Tensor]
-
-
-def make_algorithm(cfg: Config, num_classes: int):
-    """The ``--algorithm`` object (``semisup.algorithms.load`` imports its file)."""
-    return algorithms.load(cfg.algorithm)(cfg, num_classes)
-
-
-def total_loss(terms: Terms, weights: Dict[str, float]) -> torch.Tensor:
-    """Σ weight·term; a term without a weight counts once."""
-    return sum(weights.get(name, 1.0) * value for name, value in terms.items())
-
-
-def draw_views(images: Dataset, idx: torch.Tensor, count: int, memory_format=torch.contiguous_format,
-               generator=None, pad: int = PAD, flip: bool = True):
-    """``count`` independently augmented float views of the images at ``idx``, and their labels; ``pad`` and
-    ``flip`` are the dataset's augmentation (``SSLData.pad``, ``SSLData.flip``)."""
-    raw = images.images[idx]
-    return [to_float(augment(raw, generator, pad, flip), memory_format) for _ in range(count)], images.labels[idx]
 
 
 class Trainer:
@@ -236,7 +217,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         restore_rng_state(state["rng"], self.rt.rank, self.rt.world_size, self.rt.device)
-        masks = state.get("masks", {})  # pruning masks: re-applied to both models, see compress/masks.py
+        masks = state.get("masks", {})  # pruning masks: re-applied to both models, see masks.py
         load_masked(self.model, state["model"], masks)
         load_masked(self.ema.model, state["ema"], masks)
         self.ema.track(self.model)

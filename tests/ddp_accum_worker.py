@@ -10,6 +10,7 @@ import sys
 import torch
 
 from semisup import runner
+from semisup.algorithms.base import Rows
 from semisup.engine import Trainer
 from semisup.models import MODELS
 
@@ -26,8 +27,11 @@ class RecordingTrainer(Trainer):
         TRAINERS.append(self)
 
     def apply_batch(self, batch):
-        self.record["batches"][self.step] = {"x": batch.x, "targets": batch.targets, "n_lb": batch.n_lb,
-                                             "full_n_lb": batch.full_n_lb}
+        if isinstance(batch, Rows):  # the baselines' batches: every per-row tensor, and the rank's row count
+            self.record["batches"][self.step] = {"rows": dict(batch.data), "full": batch.full}
+        else:
+            self.record["batches"][self.step] = {"x": batch.x, "targets": batch.targets, "n_lb": batch.n_lb,
+                                                 "full_n_lb": batch.full_n_lb}
         result = super().apply_batch(batch)
         self.record.update(final=_clone(self.model.state_dict()), ema=_clone(self.ema.state_dict()),
                            world_size=self.rt.world_size)

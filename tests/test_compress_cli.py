@@ -9,8 +9,8 @@ import torch
 
 from semisup.checkpoint import load_checkpoint
 from semisup.compress.cli import main as compress
-from semisup.compress.masks import sparsity
 from semisup.compress.report import count_params
+from semisup.masks import sparsity
 from semisup.models import model_from_arch
 from semisup.runner import main as train
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from semisup.checkpoint import load_checkpoint, save_checkpoint
-from semisup.compress.masks import get_masks, is_masked, load_masked, set_masks, sparsity, split_masks
 from semisup.compress.unstructured import magnitude_scores, masks_from_scores
+from semisup.masks import get_masks, is_masked, load_masked, set_masks, sparsity, split_masks
 from semisup.models import create_model, model_from_arch
 from semisup.runner import main
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 from semisup.compress import report
-from semisup.compress.masks import set_masks
+from semisup.masks import set_masks
 from semisup.models import create_model
 
 

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from semisup.compress.masks import get_masks, prunable_modules, sparsity
 from semisup.compress.training import install
 from semisup.config import Config, ConfigError, validate
 from semisup.data import prepare_data
 from semisup.engine import Trainer
+from semisup.masks import get_masks, prunable_modules, sparsity
 from semisup.models import create_model
 from semisup.runtime import make_runtime
 

@@ -3,7 +3,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from semisup.compress.masks import set_masks, sparsity
 from semisup.compress.unstructured import (
     agp_sparsity,
     magnitude_scores,
@@ -11,6 +10,7 @@ from semisup.compress.unstructured import (
     set_drop_regrow,
     taylor_scores,
 )
+from semisup.masks import set_masks, sparsity
 from semisup.models import create_model
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from semisup import engine, runner
+from semisup import augment, engine, runner
 from semisup.checkpoint import load_checkpoint
 from semisup.compress.taylor import training_loss_fn
 from semisup.config import parse_args
@@ -105,13 +105,13 @@ def test_default_run_folders_name_the_dataset():
 @pytest.mark.parametrize("name, pad, flip", [("svhn", 4, False), ("stl10", 12, True)])
 def test_trainer_and_taylor_use_the_dataset_augmentation(data_dirs, monkeypatch, name, pad, flip):
     seen = []
-    real = engine.augment
+    real = augment.augment
 
     def spy(images, generator=None, pad=4, flip=True):
         seen.append((pad, flip))
         return real(images, generator, pad, flip)
 
-    monkeypatch.setattr(engine, "augment", spy)
+    monkeypatch.setattr(augment, "augment", spy)
     flags = CASES[name][0]
     cfg = parse_args(TINY + _dataset_flags(name, data_dirs) + flags + ["--steps", "2", "--no-compile"])
     data = prepare_data(cfg.data_dir, cfg.n_labeled, cfg.n_valid, cfg.seed, dataset=name)

@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from semisup.algorithms.base import Rows
 from semisup.batch import Batch
 from semisup.checkpoint import load_checkpoint
 from semisup.models import create_model
@@ -89,3 +90,28 @@ def test_ddp_accum_matches_one_process_and_resumes_exactly(fake_cifar, tmp_path)
     for key in ("model", "ema"):
         for name, tensor in final[key].items():
             assert torch.equal(again[key][name], tensor), (key, name)
+
+
+@pytest.mark.parametrize("algorithm", ["vat", "mean-teacher"])
+def test_ddp_baselines_match_one_process(fake_cifar, tmp_path, algorithm):
+    """VAT (its perturbation found with gradients for the input only, outside DDP) and Mean Teacher (the EMA
+    teacher) under torchrun, 2 ranks x 2 micro-batches: both ranks end identical, and equal to one process running
+    4 micro-batches over the rows the ranks drew (a rank's rows, then the next rank's)."""
+    flags = TINY + ["--data-dir", fake_cifar, "--model", "wrn-10-tiny-nobn", "--accum-steps", "2", "--steps", "3",
+                    "--eval-every", "3", "--algorithm", algorithm, "--rampup-steps", "1"]
+    torchrun(WORKER, str(tmp_path / "run"), *flags, "--out", str(tmp_path / "run"))
+    ranks = [torch.load(f"{tmp_path / 'run'}-rank{r}.pt", weights_only=True) for r in range(2)]
+    for name, tensor in ranks[0]["final"].items():
+        assert torch.equal(tensor, ranks[1]["final"][name]), name
+        assert not torch.equal(tensor, ranks[0]["initial"][name]), name
+    cfg = tiny_config(fake_cifar, accum_steps=4, algorithm=algorithm, rampup_steps=1)
+    model = strip_bn(create_model("wrn-10-tiny"))
+    model.load_state_dict(ranks[0]["initial"])
+    trainer = single_process_trainer(cfg, model)
+    for step in range(3):
+        parts = [r["batches"][step] for r in ranks]
+        rows = {k: torch.cat([p["rows"][k] for p in parts]) for k in parts[0]["rows"]}
+        trainer.apply_batch(Rows(rows, sum(p["full"] for p in parts)))
+    for key, state in (("final", trainer.model.state_dict()), ("ema", trainer.ema.state_dict())):
+        for name, tensor in state.items():
+            torch.testing.assert_close(tensor, ranks[0][key][name], rtol=0, atol=1e-5)

@@ -16,9 +16,9 @@ from semisup.augment import to_float
 from semisup.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from semisup.data import CIFAR10_CLASSES, prepare_data
 from semisup.evaluate import evaluation
-from semisup.evaluate.metrics import predict
 from semisup.evaluate.restore import recalibrate_bn
 from semisup.models import create_model
+from semisup.predict import predict
 
 from conftest import ROOT, TINY
 

@@ -15,8 +15,8 @@ import semisup.runtime as speed
 from semisup.config import Config, parse_args, validate
 from semisup.data import prepare_data
 from semisup.engine import Trainer
-from semisup.evaluate.metrics import predict
 from semisup.models import create_model
+from semisup.predict import predict
 from semisup.reference import reference_losses
 from semisup.runtime import COMPILE_MIN_STEPS, Runtime, adam, eval_batch_size, make_runtime, resolve_compile, to_device
 

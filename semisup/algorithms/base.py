@@ -22,7 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import Config
 from ..models import frozen_bn_stats
+from . import load
 
 
 class Models(NamedTuple):
@@ -65,6 +67,16 @@ class Algorithm:
 
     def load_state_dict(self, state: dict) -> None:
         """Nothing to restore by default."""
+
+
+def make_algorithm(cfg: Config, num_classes: int):
+    """The ``--algorithm`` object (``semisup.algorithms.load`` imports its file)."""
+    return load(cfg.algorithm)(cfg, num_classes)
+
+
+def total_loss(terms: Dict[str, torch.Tensor], weights: Dict[str, float]) -> torch.Tensor:
+    """Σ weight·term; a term without a weight counts once."""
+    return sum(weights.get(name, 1.0) * value for name, value in terms.items())
 
 
 @contextmanager

@@ -13,11 +13,11 @@ import torch
 from ..checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, load_checkpoint, model_from_checkpoint
 from ..config import Config, ConfigError, OneLineParser
 from ..data import prepare_from_config
-from ..evaluate.metrics import accuracy, predict
+from ..masks import clear_masks, set_masks, split_masks
 from ..models import model_from_arch
+from ..predict import accuracy, predict
 from ..records import write_json
 from . import report as rep
-from .masks import clear_masks, set_masks, split_masks
 from .slimming import plan
 from .surgery import remove_channels
 from .taylor import training_loss_fn

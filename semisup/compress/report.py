@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .masks import effective_weight, sparsity
+from ..masks import effective_weight, sparsity
 
 LATENCY_BATCHES = (1, 256)
 

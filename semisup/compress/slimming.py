@@ -19,8 +19,8 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 
+from ..masks import effective_weight
 from ..models import batch_norms
-from .masks import effective_weight
 
 METHODS = ("slim", "l1-filter")
 

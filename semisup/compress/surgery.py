@@ -12,7 +12,7 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 
-from .masks import effective_weight
+from ..masks import effective_weight
 from .slimming import stages, stream_readers, stream_writers
 
 Keep = Optional[torch.Tensor]

@@ -1,7 +1,7 @@
 """The training loss on a few fresh batches, for gradient×weight (Taylor) importance.
 
-It is the run's own algorithm's loss (``engine.make_algorithm``) with every term at its weight of the run's last
-step: for a MixMatch checkpoint the MixMatch loss (guess, sharpen, mix up, interleave) at the full λu, for a
+It is the run's own algorithm's loss (``algorithms.base.make_algorithm``) with every term at its weight of the run's
+last step: for a MixMatch checkpoint the MixMatch loss (guess, sharpen, mix up, interleave) at the full λu, for a
 supervised one cross-entropy on the labeled batch, for VAT its three terms. The model being scored is also the
 teacher of Mean Teacher and ICT (a checkpoint's EMA weights are what gets pruned). The model runs in train mode, as
 in training, but no batch norm running statistic changes.
@@ -11,10 +11,10 @@ from contextlib import nullcontext
 import torch
 import torch.nn as nn
 
-from ..algorithms.base import Models
+from ..algorithms.base import Models, make_algorithm, total_loss
+from ..augment import draw_views
 from ..config import Config
 from ..data import InfiniteSampler, SSLData
-from ..engine import draw_views, make_algorithm, total_loss
 from ..models import frozen_bn_stats
 
 

@@ -11,7 +11,7 @@ import torch
 
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..config import Config, ConfigError
-from .masks import Masks, get_masks, prunable_modules, set_masks, weight_param, zero_pruned_
+from ..masks import Masks, get_masks, prunable_modules, set_masks, weight_param, zero_pruned_
 from .slimming import slim_hook
 from .unstructured import agp_sparsity, magnitude_scores, masks_from_scores, set_drop_regrow
 

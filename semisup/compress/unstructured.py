@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import prune
 
-from .masks import Masks, effective_weight, prunable_modules, weight_param
+from ..masks import Masks, effective_weight, prunable_modules, weight_param
 
 Scores = Dict[str, torch.Tensor]
 SCOPES = ("global", "local")

@@ -18,9 +18,10 @@ import torch
 from ..checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from ..config import AMP_MODES, DEVICES, LEGACY_DEFAULTS, Config, ConfigError, OneLineParser
 from ..data import SSLData, prepare_data
+from ..predict import predict
 from ..records import write_json
 from ..runtime import Runtime, resolve_amp, resolve_device, resolve_memory_format
-from .metrics import classification_report, compare_reports, predict
+from .metrics import classification_report, compare_reports
 from .plots import plot_confusion_difference, plot_confusion_matrix, plot_reliability
 from .report import format_comparison, format_report, write_per_class_csv, write_predictions
 from .restore import recalibrate_bn

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..config import Config, ConfigError
 from ..records import read_json, write_json
+from .plan_record import record_plan
 
 SLURM_JSON = "slurm.json"
 COMMAND_TIMEOUT_S = 30
@@ -185,8 +186,6 @@ def submit(pending: Sequence, configs: Sequence[Config], params: Dict, folder: s
 def submit_sweep(runs: Sequence, configs: Sequence[Config], params: Dict, folder: str, train_py: str,
                  max_timeouts: int, finished, out: str, log=print) -> int:
     """Submit the runs that are neither finished nor queued or running, as one job array."""
-    from .sweep import record_plan
-
     states, reason = job_states()
     if states is None:
         raise ConfigError(f"cannot reach SLURM to see what is already queued ({reason})")

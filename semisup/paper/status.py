@@ -14,9 +14,9 @@ from typing import Dict, List, Optional, Tuple
 from ..records import read_json, read_metrics
 from . import slurm
 from .launch import LOCAL_JSON, LOG
+from .plan_record import PLAN
 from .slurm_job import last_line
 
-PLAN = "sweep-runs.json"  # OUT/sweep-runs.json: every run folder a sweep command planned, relative to OUT
 STATES = ("finished", "running", "queued", "failed", "stopped", "unknown", "not started")
 MARKERS = ("config.json", slurm.SLURM_JSON, LOCAL_JSON)
 

@@ -18,8 +18,8 @@ from typing import List, Optional, Sequence, Tuple
 from .. import algorithms
 from ..config import Config, ConfigError, OneLineParser, build_parser, config_differences, validate
 from ..datasets import spec_of
-from ..records import read_json, write_json
 from . import launch, slurm, status
+from .plan_record import record_plan
 from .settings import ABLATION_FLAGS, PROTOCOL_FLAGS, TABLES
 
 TRAIN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -216,15 +216,6 @@ def build_cli() -> argparse.ArgumentParser:
                              "step takes on your device (runs with another K, the supervised runs and the "
                              "evaluations are scaled by the images they process), and exit")
     return parser
-
-
-def record_plan(out: str, runs: Sequence[Run]) -> None:
-    """Add the runs to OUT/sweep-runs.json, so that ``status`` lists the ones not started yet."""
-    path = os.path.join(out, status.PLAN)
-    known = (read_json(path) or {}).get("runs", [])
-    new = [os.path.relpath(run.out, out) for run in runs]
-    os.makedirs(out, exist_ok=True)
-    write_json({"runs": known + [r for r in new if r not in known]}, path)
 
 
 def status_main(argv: Sequence[str]) -> int:

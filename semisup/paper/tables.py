@@ -17,8 +17,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..records import median_of_last, model_selection, read_json, read_metrics
 from .numbers import PAPER_STEPS, paper_error
-from .plots import plot_curves, plot_labels
-from .sweep import TABLES
+from .plots import FIGURES, plot_comparison, plot_curves, plot_labels
+from .settings import TABLES
 
 ROW_DIR = re.compile(r"^(?P<row>.+)@(?P<labels>\d+)$")
 SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")
@@ -252,7 +252,8 @@ def write_csv(cells: Sequence[Cell], path: str) -> None:
 
 
 def render(root: str, metric: str = "test_acc_ema") -> Tuple[str, List[str]]:
-    """Write table.md, table.csv (and labels.png) into ``root``; returns the markdown and the files written."""
+    """Write table.md, table.csv (and labels.png, table5-7.png) into ``root``; returns the markdown and the files
+    written."""
     cells = aggregate(find_runs(root, metric))
     if not cells:
         raise FileNotFoundError(f"no runs under {root} (expected <table>/<row>@<labels>/seed<k>/metrics.jsonl)")
@@ -261,9 +262,13 @@ def render(root: str, metric: str = "test_acc_ema") -> Tuple[str, List[str]]:
     with open(files[0], "w") as f:
         f.write(text)
     write_csv(cells, files[1])
+    records = [cell_record(c) for c in cells]
     if any(c.table == "labels" for c in cells):
         files.append(os.path.join(root, "labels.png"))
-        plot_labels([cell_record(c) for c in cells], files[-1])
+        plot_labels(records, files[-1])
+    for table in (t for t in FIGURES if any(c.table == t for c in cells)):
+        files.append(os.path.join(root, f"{table}.png"))
+        plot_comparison(records, table, files[-1])
     for table in dict.fromkeys(c.table for c in cells):
         if any(r.history for c in cells if c.table == table for r in c.runs):
             files.append(os.path.join(root, f"{table}_curves.png"))
@@ -273,7 +278,9 @@ def render(root: str, metric: str = "test_acc_ema") -> Tuple[str, List[str]]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tables.py", description=__doc__.split("\n\n")[0] + " Writes "
-                                     "DIR/table.md, DIR/table.csv and, for the labels table, DIR/labels.png.")
+                                     "DIR/table.md, DIR/table.csv and, for the labels table, DIR/labels.png; for "
+                                     "table5-7, the paper's Figures 2 and 3 beside the measured errors "
+                                     "(DIR/table5.png, ...).")
     parser.add_argument("dir", help="a sweep folder (sweep.py --out), or one table's folder inside it")
     parser.add_argument("--metric", choices=list(METRICS), default="test_acc_ema",
                         help="test_acc_ema: the paper's statistic (default); test_acc: the raw model, for runs "
