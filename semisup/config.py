@@ -26,6 +26,7 @@ SCOPES = ("global", "local")
 RESUMABLE_FIELDS = frozenset({
     "steps", "device", "threads", "data_dir", "download", "keep_checkpoints", "force_new", "detect_anomaly",
     "progress", "eval_batch_size", "out", "init", "compile",
+    "provenance",  # config.json's record of the code that wrote it (torch version, git commit), not a setting
 })
 # Fields added after the first runs were saved, with the value such a run had: its config.json lacks them.
 LEGACY_DEFAULTS = {"dataset": "cifar10", "image_size": 0, "optimizer": "adam", "lr_schedule": "constant",
@@ -172,6 +173,7 @@ class CommonConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
+        d = {k: v for k, v in d.items() if k != "provenance"}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -19,6 +19,7 @@ from .distributed import any_rank, barrier, broadcast_from_main, mean_over_ranks
 from .engine import Trainer
 from .guard import LossGuard, NonFiniteLoss, check_weights_finite, guarded_step
 from .models import MODELS, create_model
+from .provenance import provenance
 from .records import json_line, summary, write_json
 from .runtime import device_name, make_runtime
 from .tblog import EventLog
@@ -175,14 +176,14 @@ def _train(cfg: Config, rt) -> dict:
         resume(trainer, out)
     if rt.is_main:
         make_run_dir(cfg)
-        write_json(cfg.to_dict(), os.path.join(out, "config.json"))
+        write_json({**cfg.to_dict(), "provenance": provenance()}, os.path.join(out, "config.json"))
     logger = Logger(out, trainer.history, rt.is_main, trainer.step + 1)
     try:
         _loop(cfg, trainer, logger, out)
     finally:
         logger.close()
     result = summary(trainer.history, cfg.n_eval_last, {"device": f"{rt.device} ({device_name(rt.device)})",
-                                                         "precision": rt.precision})
+                                                         "precision": rt.precision, "provenance": provenance()})
     if rt.is_main:
         write_json(result, os.path.join(out, "summary.json"))
     return broadcast_from_main(result, rt.world_size)

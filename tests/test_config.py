@@ -117,3 +117,89 @@ def test_train_py_missing_data_names_folder_and_both_fixes(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert str(data) in result.stderr and "--download" in result.stderr and "cifar-10-batches-py" in result.stderr
     assert not out.exists() and not data.exists()
+
+
+# ----- the algorithms' own options ----------------------------------------------------------------------------
+def test_each_algorithm_resolves_its_own_defaults():
+    from semisup import algorithms
+
+    for name, spec in algorithms.SPECS.items():
+        cfg = parse_args(["--algorithm", name])
+        for option, (default, _, _) in spec.options.items():
+            assert getattr(cfg, option) == default, (name, option)
+        foreign = [o for o in algorithms.all_options() if o not in spec.options]
+        assert all(getattr(cfg, o) is None for o in foreign), name  # recorded as unset in config.json
+    assert [parse_args(["--algorithm", a]).lambda_u for a in ("mixmatch", "pi-model", "pseudo-label", "vat",
+                                                               "mean-teacher", "ict")] == [75, 10, 1, 0.3, 50, 50]
+    assert parse_args(["--algorithm", "fs-mixup"]).wd == 0.002 and parse_args(["--algorithm", "vat"]).wd == 0.02
+    assert parse_args(["--algorithm", "fs-mixup", "--wd", "0.02"]).wd == 0.02
+
+
+def test_help_lists_each_option_with_its_algorithms_and_defaults():
+    parser = build_parser()
+    helps = {flag: action.help for flag, action in parser._option_string_actions.items()}
+    assert helps["--threshold"] == "confidence above which a pseudo-label counts (strict >) [pseudo-label 0.95]"
+    assert helps["--lambda-u"].endswith("[mixmatch 75, ict 50, mean-teacher 50, pi-model 10, pseudo-label 1, vat 0.3]")
+    assert "options of the algorithms" in parser.format_help()
+
+
+def test_the_baselines_ramp_over_a_share_of_the_run_mixmatch_in_kimg():
+    vat = parse_args(["--algorithm", "vat", "--steps", "1000", "--batch-size", "64"])
+    assert vat.rampup_images == 0.4 * 1000 * 64  # warmup_pos 0.4 of the run's images
+    assert parse_args(["--algorithm", "vat", "--rampup-kimg", "2"]).rampup_images == 2048  # kimg replaces the share
+    assert parse_args([]).rampup_images == 1024 * 1024  # MixMatch: 1024 kimg whatever the run's length
+    assert parse_args(["--algorithm", "supervised"]).rampup_images == 0
+
+
+def test_registry_reads_declarations_without_importing_torch():
+    code = ("import sys; import semisup.algorithms as a; print(len(a.NAMES), 'torch' in sys.modules, "
+            "sorted(a.SPECS['vat'].options)[:2])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.stdout.split() == ["9", "False", "['lambda_ent',", "'lambda_u']"], out.stderr
+
+
+def test_old_configurations_load_without_the_options_their_algorithm_never_used():
+    """config.json of runs saved before the options belonged to their algorithms held MixMatch's values for
+    every algorithm; they load (and resume) as the same experiment."""
+    from semisup.config import config_differences
+
+    old = {**Config(algorithm="supervised").to_dict(), "K": 2, "T": 0.5, "lambda_u": 75.0, "mixup": "all"}
+    assert Config.from_dict(old).K is None
+    assert config_differences(old, Config(algorithm="supervised").to_dict()) == []
+
+
+# ----- optimizer and schedule ----------------------------------------------------------------------------------
+def _rates(*flags, steps=8):
+    import torch
+
+    from semisup.optim import current_lr, make_optimizer, make_scheduler
+
+    cfg = parse_args(["--steps", str(steps), *flags])
+    model = torch.nn.Linear(2, 2)
+    optimizer = make_optimizer(model, cfg, torch.device("cpu"))
+    scheduler = make_scheduler(optimizer, cfg)
+    rates = []
+    for _ in range(steps):
+        rates.append(current_lr(optimizer))
+        optimizer.step()
+        scheduler.step()
+    return optimizer, rates
+
+
+def test_schedules():
+    import math
+
+    _, constant = _rates()
+    assert constant == [0.002] * 8  # the official constant rate, bit for bit
+    opt, step = _rates("--optimizer", "sgd", "--lr", "0.1", "--lr-schedule", "step", "--nesterov")
+    assert step == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 2)  # /10 at 50 % and 75 % (network slimming)
+    assert isinstance(opt, __import__("torch").optim.SGD) and opt.defaults["nesterov"]
+    _, cosine = _rates("--lr", "1", "--lr-schedule", "cosine")
+    assert cosine == pytest.approx([0.5 * (1 + math.cos(math.pi * k / 8)) for k in range(8)])
+
+
+def test_l2_weight_decay_is_the_optimizers_and_decoupled_is_not():
+    opt, _ = _rates("--optimizer", "sgd", "--wd-mode", "l2", "--wd", "1e-4")
+    assert opt.param_groups[0]["weight_decay"] == 1e-4
+    opt, _ = _rates()
+    assert opt.param_groups[0]["weight_decay"] == 0.0  # the Trainer shrinks the kernels after the step instead

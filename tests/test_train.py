@@ -64,7 +64,12 @@ def run60(fake_cifar, tmp_path_factory):
 def test_run_folder_contents(run60):
     out, argv = run60
     with open(out / "config.json") as f:
-        assert json.load(f) == parse_args(argv).to_dict()
+        saved = json.load(f)
+    provenance = saved.pop("provenance")
+    assert saved == parse_args(argv).to_dict()  # every setting, the algorithm's options resolved
+    assert provenance["torch"] == torch.__version__ and set(provenance) == {"torch", "git_commit", "git_dirty"}
+    with open(out / "summary.json") as f:
+        assert json.load(f)["provenance"] == provenance
     lines = metrics(out)
     assert [r["step"] for r in lines] == [20, 40, 60]
     for r in lines:
