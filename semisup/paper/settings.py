@@ -70,11 +70,12 @@ def _baselines(dataset: str, rows: Dict[str, Tuple[str, ...]], fully_supervised:
     dataset, 250-4000 labels, seeds 1-5; the fully supervised reference (fs_mixup) on every label, where the
     balanced split can label every training image but one per class (CIFAR-10: 49,990 of 50,000)."""
     flags = {name: ("--algorithm", name, *row) if name != "mixmatch" else row for name, row in rows.items()}
-    row_labels = {}
+    row_labels = {name: tuple(paper.LABELS) for name in rows}
     if fully_supervised:
         flags["fully-supervised"] = ("--algorithm", "fs-mixup")
         row_labels["fully-supervised"] = (paper.FULLY_SUPERVISED_LABELS,)
-    return Table(rows=flags, labels=tuple(paper.LABELS), seeds=(1, 2, 3, 4, 5), common=("--dataset", dataset),
+    labels = tuple(dict.fromkeys(n for row in row_labels.values() for n in row))
+    return Table(rows=flags, labels=labels, seeds=(1, 2, 3, 4, 5), common=("--dataset", dataset),
                  row_labels=row_labels)
 
 
