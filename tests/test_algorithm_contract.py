@@ -116,3 +116,18 @@ def test_taylor_scores_with_the_algorithms_weighted_loss(fake_cifar, name, monke
     expected = sum(weights.get(k, 1.0) * v for k, v in seen[0].items())
     torch.testing.assert_close(loss, expected)
     assert loss.requires_grad
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_and_a_pruning_schedule(fake_cifar, name):
+    """Every algorithm under bf16 autocast with magnitude pruning in training: finite terms, masks kept."""
+    from semisup.compress.training import install
+    from semisup.masks import sparsity
+
+    cfg = _config(fake_cifar, name, prune_schedule="oneshot", prune_ratio=0.5, steps=3)
+    trainer = single_process_trainer(cfg, tiny_model(4), amp_dtype=torch.bfloat16)
+    install(trainer)
+    for _ in range(3):
+        terms, _ = trainer.train_step()
+        assert all(torch.isfinite(v) for v in terms.values())
+    assert sparsity(trainer.model) == pytest.approx(0.5, abs=0.01)
