@@ -7,13 +7,17 @@ format (cifar, svhn, stl10, folder) and are imported only when their dataset is 
 100,000, a folder's unlabeled/), the class names and, for STL-10, the official folds. This module imports nothing
 from the rest of semisup, so the configuration can consult the registry before any data is read.
 """
+from __future__ import annotations
+
 import importlib
 import os
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made, so the configuration reads the registry fast
+    import torch
 
 FOLDER_PREFIX = "folder:"
 FOLDER_MIN_SIZE = 8  # the smallest images the network's 3x3 convolutions and reflect padding make sense on
@@ -28,6 +32,8 @@ class Dataset:
         return len(self.labels)
 
     def subset(self, idx) -> "Dataset":
+        import torch
+
         idx = torch.as_tensor(idx, dtype=torch.long)
         return Dataset(self.images[idx], self.labels[idx])
 
@@ -39,10 +45,14 @@ def concat(parts: Sequence[Dataset]) -> Dataset:
     """One Dataset holding ``parts`` in order (a single part is returned as it is, without a copy)."""
     if len(parts) == 1:
         return parts[0]
+    import torch
+
     return Dataset(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
 
 
 def unlabeled_dataset(images: torch.Tensor) -> Dataset:
+    import torch
+
     return Dataset(images, torch.full((len(images),), -1, dtype=torch.int64))
 
 
