@@ -1,5 +1,6 @@
 """Every dataset read from tiny files in its official on-disk format: layout, labels, splits and the cache."""
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -170,3 +171,47 @@ def test_runs_saved_before_the_dataset_field_resume_as_cifar10():
     old = {k: v for k, v in Config().to_dict().items() if k not in ("dataset", "image_size")}
     assert config_differences(old, Config().to_dict()) == []
     assert config_differences(old, Config(dataset="svhn").to_dict()) == ["dataset"]
+
+
+class _OtherCodec:
+    """Unpickles as _codecs.encode('x', 'rot13'): the codec allow-list must not be a way to any other encoding."""
+
+    def __reduce__(self):
+        import _codecs
+
+        return _codecs.encode, ("x", "rot13")
+
+
+class _Call:
+    def __reduce__(self):
+        return os.getcwd, ()
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.DEFAULT_PROTOCOL])
+def test_cifar100_batches_written_at_any_pickle_protocol(tmp_path, protocol):
+    """Python 3 writes bytes at protocol 2 through _codecs.encode (numpy arrays too): they load, as torchvision's
+    loader reads them; the default protocol needs no codec at all."""
+    folder = write_fake_cifar100(str(tmp_path))
+    out = os.path.join(folder, "cifar-100-python")
+    for name in ("train", "test", "meta"):
+        with open(os.path.join(out, name), "rb") as f:
+            entry = pickle.load(f)
+        with open(os.path.join(out, name), "wb") as f:
+            pickle.dump(entry, f, protocol=protocol)
+    with open(os.path.join(out, "train"), "rb") as f:
+        assert (b"_codecs" in f.read()) == (protocol == 2)  # the case this is about
+    data = prepare_data(folder, 100, 100, seed=1, dataset="cifar100")
+    assert data.num_classes == 100 and len(data.labeled) == 100 and data.class_names[0] == "fine00"
+
+
+@pytest.mark.parametrize("payload, refused", [(_OtherCodec(), "_codecs.encode with encoding 'rot13'"),
+                                              (_Call(), "refused to load posix.getcwd")])
+def test_cifar100_refuses_code_in_a_batch(tmp_path, payload, refused):
+    folder = write_fake_cifar100(str(tmp_path))
+    path = os.path.join(folder, "cifar-100-python", "train")
+    with open(path, "rb") as f:
+        entry = pickle.load(f)
+    with open(path, "wb") as f:
+        pickle.dump({**entry, "filenames": payload}, f, protocol=2)
+    with pytest.raises(ConfigError, match=refused):
+        prepare_data(folder, 100, 100, seed=1, dataset="cifar100")

@@ -39,12 +39,26 @@ _NUMPY_GLOBALS = {"_reconstruct": np.ndarray.__reduce__(np.zeros(1))[0], "scalar
 _NUMPY_MODULES = ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")
 
 
+def _latin1_bytes(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as Python 3 writes bytes at pickle protocol 2 (``encode(text, 'latin1')``): only that
+    encoding is accepted, so a pickle cannot make the loader look up (and import) another codec."""
+    if encoding.lower().replace("-", "").replace("_", "") != "latin1":
+        raise pickle.UnpicklingError(f"refused to load _codecs.encode with encoding {encoding!r}: only the latin1 "
+                                     f"bytes of pickle protocol 2 are allowed")
+    return text.encode("latin1")
+
+
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles dicts, lists, strings and numpy arrays only: a pickle can name any function to call on load."""
+    """Unpickles dicts, lists, strings, bytes and numpy arrays only: a pickle can name any function to call on
+    load. Python 3's pickle protocol 2 (a common way to write a subset in the official layout) stores bytes through
+    ``_codecs.encode``, which torchvision's loader and torch's weights-only unpickler accept too; it is allowed for
+    the latin1 encoding alone."""
 
     def find_class(self, module, name):
         if module in _NUMPY_MODULES and name in _NUMPY_GLOBALS:
             return _NUMPY_GLOBALS[name]
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
         raise pickle.UnpicklingError(f"refused to load {module}.{name}: only numpy arrays are allowed")
 
 
