@@ -10,6 +10,8 @@ without paying for ``import torch``:
     OPTIONS = {"lambda_u": (10.0, "help text"), "pl_loss": ("official", "help", ("official", "masked"))}
     DEFAULTS = {"wd": 0.002}              # optional: shared settings whose default differs for this algorithm
     NEEDS_EMA = True                      # optional: the algorithm reads the EMA model (--ema-decay 0 refused)
+    RAMP_SHARE = 0.4                      # optional: a consistency ramp over this share of the run, with the
+                                          # --rampup-share/--rampup-kimg/--rampup-steps options (RAMP_OPTIONS)
     STEP_COST = 7                         # image passes per labeled image, forward 1 and backward 2 (sweep estimates)
 
 An option is a flag of its own algorithms only: any other algorithm refuses it with one line (``config.validate``).
@@ -47,14 +49,31 @@ def _literals(path: str) -> dict:
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             name = node.targets[0].id
-            if name in ("NAME", "CLASS", "SUMMARY", "OPTIONS", "DEFAULTS", "NEEDS_EMA", "STEP_COST"):
+            if name in ("NAME", "CLASS", "SUMMARY", "OPTIONS", "DEFAULTS", "NEEDS_EMA", "STEP_COST",
+                        "RAMP_SHARE"):
                 found[name] = ast.literal_eval(node.value)
     return found
 
 
+# The options of an algorithm that declares RAMP_SHARE (the official baselines' warmup_pos), its value the default.
+RAMP_OPTIONS = {
+    "rampup_share": "the consistency weight rises linearly from 0 over this share of the run's images (the official "
+                    "warmup_pos)",
+    "rampup_kimg": "lambda_u rises linearly from 0 over this many thousand (x1024) labeled images; > 0 replaces "
+                   "--rampup-share",
+    "rampup_steps": "if > 0: the ramp-up in optimizer steps at this run's batch size, instead of --rampup-kimg or "
+                    "--rampup-share",
+}
+
+
 def _spec(module: str, found: dict) -> Spec:
+    declared = dict(found.get("OPTIONS", {}))
+    if "RAMP_SHARE" in found:
+        defaults = {"rampup_share": found["RAMP_SHARE"], "rampup_kimg": 0.0, "rampup_steps": 0}
+        for key, help_text in RAMP_OPTIONS.items():
+            declared.setdefault(key, (defaults[key], help_text))
     options = {}
-    for key, value in found.get("OPTIONS", {}).items():
+    for key, value in declared.items():
         default, help_text, *choices = value
         options[key] = (default, help_text, tuple(choices[0]) if choices else ())
     return Spec(found["NAME"], module, found["CLASS"], found.get("SUMMARY", ""), options,

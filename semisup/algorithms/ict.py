@@ -20,12 +20,10 @@ CLASS = "ICT"
 STEP_COST = 7  # teacher or guess forward 1, labeled and unlabeled forward + backward 3 each
 SUMMARY = "ICT: the live model on mixed unlabeled images matches the mix of the EMA model's predictions"
 NEEDS_EMA = True
+RAMP_SHARE = 0.4  # the consistency weight ramps linearly over 40 % of the run (warmup_pos)
 OPTIONS = {
     "alpha": (0.5, "MixUp Beta(alpha, alpha) parameter"),
     "lambda_u": (50.0, "weight of the unlabeled (consistency) loss after its ramp-up"),
-    "rampup_share": (0.4, "the consistency weight rises linearly from 0 over this share of the run's images"),
-    "rampup_kimg": (0.0, "lambda_u rises linearly from 0 over this many thousand (x1024) labeled images"),
-    "rampup_steps": (0, "if > 0: the ramp-up in optimizer steps"),
 }
 
 

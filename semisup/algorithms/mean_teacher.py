@@ -13,11 +13,9 @@ CLASS = "MeanTeacher"
 STEP_COST = 7  # teacher or guess forward 1, labeled and unlabeled forward + backward 3 each
 SUMMARY = "Mean Teacher: the EMA model's softmax on one view is the L2 target of the live model on another"
 NEEDS_EMA = True
+RAMP_SHARE = 0.4  # the consistency weight ramps linearly over 40 % of the run (warmup_pos)
 OPTIONS = {
     "lambda_u": (50.0, "weight of the unlabeled (consistency) loss after its ramp-up"),
-    "rampup_share": (0.4, "the consistency weight rises linearly from 0 over this share of the run's images"),
-    "rampup_kimg": (0.0, "lambda_u rises linearly from 0 over this many thousand (x1024) labeled images"),
-    "rampup_steps": (0, "if > 0: the ramp-up in optimizer steps"),
     "smoothing": (0.0, "label smoothing of the supervised term"),
 }
 

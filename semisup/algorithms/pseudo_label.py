@@ -26,14 +26,12 @@ NAME = "pseudo-label"
 CLASS = "PseudoLabel"
 STEP_COST = 6  # labeled and unlabeled forward + backward (one more forward under accumulation)
 SUMMARY = "Pseudo-Label: cross-entropy against the model's own confident argmax on unlabeled images"
+RAMP_SHARE = 0.4  # the consistency weight ramps linearly over 40 % of the run (warmup_pos)
 OPTIONS = {
     "lambda_u": (1.0, "weight of the unlabeled (consistency) loss after its ramp-up"),
     "threshold": (0.95, "confidence above which a pseudo-label counts (strict >)"),
     "pl_loss": ("official", "official: mean(mask)·mean(CE), the official code's broadcast; masked: mean(mask·CE), "
                             "the intended form", ("official", "masked")),
-    "rampup_share": (0.4, "the consistency weight rises linearly from 0 over this share of the run's images"),
-    "rampup_kimg": (0.0, "lambda_u rises linearly from 0 over this many thousand (x1024) labeled images"),
-    "rampup_steps": (0, "if > 0: the ramp-up in optimizer steps"),
     "smoothing": (0.0, "label smoothing of the supervised term"),
 }
 

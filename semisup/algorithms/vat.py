@@ -25,6 +25,7 @@ NAME = "vat"
 CLASS = "VAT"
 STEP_COST = 13  # clean forward 1, power iteration 3, labeled, clean and adversarial passes 3 each
 SUMMARY = "VAT + entropy minimisation: consistency under the most sensitive small input perturbation"
+RAMP_SHARE = 0.4  # the consistency weight ramps linearly over 40 % of the run (warmup_pos)
 OPTIONS = {
     "lambda_u": (0.3, "weight of the unlabeled (consistency) loss after its ramp-up"),
     "lambda_ent": (0.06, "weight of the entropy term on the clean unlabeled predictions (constant, not ramped)"),
@@ -32,9 +33,6 @@ OPTIONS = {
     "vat_xi": (1e-6, "the power iteration's step ξ"),
     "vat_kl": ("reverse", "reverse: KL(p_adv ‖ p_clean), the official loss; forward: KL(p_clean ‖ p_adv), the "
                           "VAT paper's", ("reverse", "forward")),
-    "rampup_share": (0.4, "the consistency weight rises linearly from 0 over this share of the run's images"),
-    "rampup_kimg": (0.0, "lambda_u rises linearly from 0 over this many thousand (x1024) labeled images"),
-    "rampup_steps": (0, "if > 0: the ramp-up in optimizer steps"),
     "smoothing": (0.0, "label smoothing of the supervised term"),
 }
 
