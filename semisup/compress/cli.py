@@ -17,6 +17,7 @@ from ..masks import clear_masks, set_masks, split_masks
 from ..models import model_from_arch
 from ..predict import accuracy, predict
 from ..records import write_json
+from . import netslim
 from . import report as rep
 from .slimming import plan
 from .surgery import remove_channels
@@ -58,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="slim/l1-filter: most any one layer may lose (at least one channel always stays)")
     p.add_argument("--channel-multiple", type=int, default=1,
                    help="slim/l1-filter: round each layer's kept channels to a multiple of this (8 runs faster)")
+    p.add_argument("--selection", choices=("gather", "fold"), default="gather",
+                   help="slim on ResNet-164/DenseNet-40: pass the kept channels of a batch norm that reads the stream "
+                        "to the next conv by a gather (fewer MACs), or fold the choice into that conv's weights (no "
+                        "gather, the dropped channels' MACs back); benchmarks/bench_slim_networks.py measures both")
     p.add_argument("--remove", action="store_true",
                    help="magnitude/taylor: fold the masks into the weights and store none (fine-tuning may regrow)")
     p.add_argument("--taylor-batches", type=int, default=4, help="batches whose mean gradient taylor uses")
@@ -116,6 +121,18 @@ def load_data(args, cfg: Config, needed: bool):
 
 def prune(model: torch.nn.Module, args, cfg: Config, data):
     """The pruned model (masked in place for unstructured methods, a new smaller one for structured)."""
+    if args.method in STRUCTURED and netslim.is_slimming_network(model):
+        clear_masks(model)
+        if args.method != "slim" or args.prune_residual:
+            raise ConfigError(f"{type(model).__name__}: network slimming's surgery (--method slim) keeps the "
+                              f"residual stream and the dense concatenation whole; --method l1-filter and "
+                              f"--prune-residual are for the WRN")
+        try:
+            small = netslim.remove_channels(model, netslim.plan(model, args.ratio, args.scope, args.max_layer_ratio,
+                                                                args.channel_multiple))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        return netslim.fold_selections(small) if args.selection == "fold" else small
     if args.method in STRUCTURED:
         clear_masks(model)
         try:
@@ -173,7 +190,8 @@ def run(args) -> dict:
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     measured = rep.compare(dense, final, repeats=args.latency_repeats, memory_format=layout)
     settings = {"checkpoint": args.checkpoint, "method": args.method, "ratio": args.ratio, "scope": args.scope,
-                "norm": args.norm, "prune_residual": args.prune_residual, "channel_multiple": args.channel_multiple,
+                "norm": args.norm, "prune_residual": args.prune_residual, "selection": args.selection,
+                "channel_multiple": args.channel_multiple,
                 "removed_masks": args.remove, "latency_layout": "channels_last" if args.channels_last else "contiguous"}
     result = {**settings, "arch": {"before": dict(state["arch"]), "after": dict(final.arch)}, **measured,
               "test_acc": {"before": acc_before, "after": test_accuracy(final, data) if args.eval else None}}

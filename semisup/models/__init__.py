@@ -4,6 +4,10 @@ The official ResNet has ``scales = floor(log2(image_size)) - 2`` stages (3 at 32
 ``filters << scale`` wide, after a 16-filter stem: WRN-28-2 is filters 32 (32/64/128, and 256 at 96x96), the
 paper's large model filters 135. The widths are saved in the checkpoint's ``arch``, so a model is rebuilt from
 its ``arch`` alone, whatever image size it was made for.
+
+The three CIFAR networks network slimming (Liu et al., 2017) was made on (VGG-19, pre-activation ResNet-164 and
+DenseNet-40) have one shape whatever the image size: they end in a mean over the last map, which at 32x32 is the
+original's fixed average pool.
 """
 import math
 from contextlib import contextmanager
@@ -11,6 +15,9 @@ from typing import Callable, Dict, List
 
 import torch.nn as nn
 
+from .densenet import DenseNet
+from .preresnet import PreResNet
+from .vgg import VGG
 from .wideresnet import WideResNet
 
 
@@ -32,6 +39,12 @@ def _wrn(filters: int, cap: int = 0, **fixed) -> Callable[..., nn.Module]:
     return build
 
 
+def _cifar(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    def build(num_classes: int, image_size: int = 32, **arch) -> nn.Module:
+        return cls(num_classes, **arch)
+    return build
+
+
 MODELS: Dict[str, Callable[..., nn.Module]] = {
     # WRN-28-2: widths 32/64/128 after a 16-filter stem; 1,467,610 parameters at 10 classes and 32x32.
     "wrn-28-2": _wrn(32),
@@ -42,6 +55,11 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
     "wrn-16-1": _wrn(16, depth=16),
     # A tiny WRN-10 for tests and smoke runs: same code path, a hundredth of the cost (widths 8/16/16[/16]).
     "wrn-10-tiny": _wrn(8, cap=16, stem=4, depth=10),
+    # Network slimming's networks, with its initialisation (batch-norm γ = 0.5): VGG-19 with batch norm (20,040,522
+    # parameters at 10 classes), the bottleneck pre-activation ResNet-164 and DenseNet-40 (growth 12).
+    "vgg19": _cifar(VGG),
+    "preresnet-164": _cifar(PreResNet),
+    "densenet-40": _cifar(DenseNet),
 }
 
 
