@@ -131,3 +131,16 @@ def test_bf16_and_a_pruning_schedule(fake_cifar, name):
         terms, _ = trainer.train_step()
         assert all(torch.isfinite(v) for v in terms.values())
     assert sparsity(trainer.model) == pytest.approx(0.5, abs=0.01)
+
+
+def test_an_algorithms_own_state_travels_in_the_checkpoint(fake_cifar):
+    """What ``state_dict()`` returns is saved with the run and handed back to ``load_state_dict()`` on resume."""
+    cfg = _config(fake_cifar, "pseudo-label")
+    trainer = single_process_trainer(cfg, tiny_model(2))
+    trainer.algorithm.state_dict = lambda: {"seen": torch.tensor([3, 1, 4])}
+    state = trainer.state_dict()
+    received = []
+    resumed = single_process_trainer(cfg, tiny_model(2))
+    resumed.algorithm.load_state_dict = received.append
+    resumed.load_state_dict(state)
+    assert len(received) == 1 and torch.equal(received[0]["seen"], torch.tensor([3, 1, 4]))
