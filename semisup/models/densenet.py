@@ -13,8 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .preresnet import ChannelSelect, checked_keep
-from .vgg import init_slimming
+from .preresnet import ChannelSelect, SelectingNet, checked_keep
 
 BLOCKS = 3
 
@@ -43,7 +42,7 @@ class Transition(nn.Module):
         return F.avg_pool2d(self.conv(F.relu(self.select(self.bn(x)))), 2)
 
 
-class DenseNet(nn.Module):
+class DenseNet(SelectingNet):
     """3x3 stem (2·growth), three blocks of (depth - 4) / 3 layers with transitions between them, then BN → select
     → ReLU → the mean over the map (the original's 8x8 average pool at 32x32) → linear classifier."""
 
@@ -70,13 +69,3 @@ class DenseNet(nn.Module):
         self.bn, self.select = nn.BatchNorm2d(widths[-1]), ChannelSelect(widths[-1], keep[-1])
         self.fc = nn.Linear(self.select.out_channels, num_classes)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        init_slimming(self)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.stem(x))
-        return F.relu(self.select(self.bn(x))).mean((2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))

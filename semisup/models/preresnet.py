@@ -50,6 +50,22 @@ class ChannelSelect(nn.Module):
         return x if self.index is None else torch.index_select(x, 1, self.index)
 
 
+class SelectingNet(nn.Module):
+    """What ResNet-164 and DenseNet-40 share: a stem, blocks, then the final batch norm → selection → ReLU → the
+    mean over the map (the original's 8x8 average pool at 32x32) → the linear classifier ``fc``; network
+    slimming's initialisation."""
+
+    def reset_parameters(self) -> None:
+        init_slimming(self)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.stem(x))
+        return F.relu(self.select(self.bn(x))).mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
 class Bottleneck(nn.Module):
     """BN → select → ReLU → 1x1 conv → BN → ReLU → 3x3 conv (stride) → BN → ReLU → 1x1 conv, plus the input
     (through a strided 1x1 conv in a stage's first block, where the stream widens)."""
@@ -71,7 +87,7 @@ class Bottleneck(nn.Module):
         return out + (x if self.shortcut is None else self.shortcut(x))
 
 
-class PreResNet(nn.Module):
+class PreResNet(SelectingNet):
     """3x3 stem (16), three stages of n = (depth - 2) / 9 bottlenecks at strides 1, 2, 2, then BN → select → ReLU →
     the mean over the map (the original's 8x8 average pool at 32x32) → linear classifier."""
 
@@ -106,13 +122,3 @@ class PreResNet(nn.Module):
         self.bn, self.select = nn.BatchNorm2d(ins[-1]), ChannelSelect(ins[-1], keep[-1])
         self.fc = nn.Linear(self.select.out_channels, num_classes)
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        init_slimming(self)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.stem(x))
-        return F.relu(self.select(self.bn(x))).mean((2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
