@@ -85,7 +85,8 @@ def test_tiny_sweep_renders_beside_the_paper_with_figure_2(tmp_path):
     root = tmp_path / "sweep"
     for row, error in (("vat", 40.0), ("mixmatch", 20.0)):
         for seed, shift in ((1, -1.0), (2, 1.0)):
-            _fake_run(str(root / "table5" / f"{row}@250" / f"seed{seed}"), [(100, error + shift)] * 3)
+            _fake_run(str(root / "table5" / f"{row}@250" / f"seed{seed}"),
+                      [(step, error + shift) for step in (100, 200, 300)])
     text, files = render(str(root))
     assert "| vat | 250 | 40.00 ± 1.41 | 36.03 ± 2.82 | +3.97 | 2 |" in text
     assert "| mixmatch | 250 | 20.00 ± 1.41 | 11.08 ± 0.87 | +8.92 | 2 |" in text
