@@ -20,6 +20,7 @@ DEVICES = ("auto", "cpu", "cuda")
 TRAIN_DESCRIPTION = ("Train MixMatch (or the supervised baseline) on CIFAR-10, CIFAR-100, SVHN, STL-10 or a folder "
                      "of your own images.")
 PRUNE_SCHEDULES = ("none", "oneshot", "iterative", "agp", "set")
+INIT_PRUNE = ("none", "magnitude", "taylor", "slim", "l1-filter")
 SCOPES = ("global", "local")
 
 # Fields that may change between a run and its resumption without making it a different experiment.
@@ -31,7 +32,7 @@ RESUMABLE_FIELDS = frozenset({
 # Fields added after the first runs were saved, with the value such a run had: its config.json lacks them.
 LEGACY_DEFAULTS = {"dataset": "cifar10", "image_size": 0, "optimizer": "adam", "lr_schedule": "constant",
                    "lr_milestones": "0.5,0.75", "lr_gamma": 0.1, "momentum": 0.9, "nesterov": False,
-                   "wd_mode": "decoupled"}
+                   "wd_mode": "decoupled", "init_prune": "none", "init_ratio": 0.5}
 
 
 class ConfigError(ValueError):
@@ -73,6 +74,11 @@ class CommonConfig:
     algorithm: str = _opt("mixmatch", "the training algorithm, one file each in semisup/algorithms/ (options of "
                                       "the algorithms below; docs/algorithms.md)", algorithms.NAMES)
     init: str = _opt("", "start from the model weights (and shape) of this checkpoint, e.g. a pruned model")
+    init_prune: str = _opt("none", "prune the --init model first, as python -m semisup.compress --method M "
+                                   "--ratio --init-ratio does with its defaults (its EMA weights); writes "
+                                   "init_prune.json: sizes and test accuracy before fine-tuning", INIT_PRUNE)
+    init_ratio: float = _opt(0.5, "--init-prune's ratio: of conv/linear weights (magnitude, taylor) or of "
+                                  "prunable channels (slim, l1-filter)")
     # Optimisation
     steps: int = _opt(1 << 20, "optimizer steps")
     batch_size: int = _opt(64, "labeled images per optimizer step over all processes (the unlabeled batch is the "
@@ -255,6 +261,9 @@ def validate(cfg: Config) -> Config:
                                     f"previous checkpoint is the fallback for a damaged last.pt"),
         (cfg.threads >= 0, f"--threads must not be negative (got {cfg.threads})"),
         (cfg.slim_lambda >= 0, f"--slim-lambda must not be negative (got {cfg.slim_lambda})"),
+        (cfg.init_prune == "none" or cfg.init, f"--init-prune {cfg.init_prune} prunes the --init checkpoint; "
+                                               f"pass --init"),
+        (0 <= cfg.init_ratio < 1, f"--init-ratio must be in [0, 1) (got {cfg.init_ratio})"),
         (cfg.accum_steps >= 1, f"--accum-steps must be at least 1 (got {cfg.accum_steps})"),
         (cfg.accum_steps < 1 or cfg.batch_size % cfg.accum_steps == 0,
          f"--accum-steps {cfg.accum_steps} does not divide --batch-size {cfg.batch_size}: every micro-batch must "

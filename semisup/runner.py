@@ -7,17 +7,21 @@ import json
 import os
 import sys
 import time
+from typing import Optional, Tuple
 
 import torch
 
 from . import stop
 from .checkpoint import CheckpointError, load_checkpoint, load_latest, model_from_checkpoint, save_checkpoint
+from .compress.init_prune import RECORD as INIT_PRUNE_RECORD
+from .compress.init_prune import pruned_init
 from .compress.training import install as install_compression
 from .config import TRAIN_DESCRIPTION, Config, ConfigError, config_differences, first_line, parse_args
 from .data import SSLData, prepare_from_config
 from .distributed import any_rank, barrier, broadcast_from_main, mean_over_ranks, shutdown
 from .engine import Trainer
 from .guard import LossGuard, NonFiniteLoss, check_weights_finite, guarded_step
+from .masks import Masks
 from .models import MODELS, create_model
 from .provenance import provenance
 from .records import json_line, summary, write_json
@@ -65,13 +69,14 @@ def make_run_dir(cfg: Config) -> str:
     return out
 
 
-def build_model(cfg: Config, data: SSLData) -> torch.nn.Module:
-    """The --model network for the dataset's class count and image size, or the shape and weights of --init."""
+def build_model(cfg: Config, data: SSLData) -> Tuple[torch.nn.Module, Masks, Optional[dict]]:
+    """(the --model network for the dataset, or the shape and weights of --init, pruned first by --init-prune;
+    the masks to keep while training; the record of --init-prune, else None)."""
     if cfg.model not in MODELS:
         raise ConfigError(f"--model must be one of {', '.join(sorted(MODELS))} (got {cfg.model})")
     num_classes = data.num_classes
     if not cfg.init:
-        return create_model(cfg.model, num_classes, image_size=data.image_size)
+        return create_model(cfg.model, num_classes, image_size=data.image_size), {}, None
     try:
         state = load_checkpoint(cfg.init)
     except CheckpointError as err:
@@ -82,8 +87,10 @@ def build_model(cfg: Config, data: SSLData) -> torch.nn.Module:
     if state["arch"].get("num_classes") != num_classes:
         raise ConfigError(f"--init {cfg.init}: model has {state['arch'].get('num_classes')} classes, "
                           f"the data has {num_classes}")
+    if cfg.init_prune != "none":
+        return pruned_init(cfg, data)
     try:
-        return model_from_checkpoint(state, "raw", f"--init {cfg.init}").train()
+        return model_from_checkpoint(state, "raw", f"--init {cfg.init}").train(), state.get("masks") or {}, None
     except CheckpointError as err:
         raise ConfigError(str(err)) from None
 
@@ -169,14 +176,17 @@ def _train(cfg: Config, rt) -> dict:
     barrier(rt.world_size)  # no rank reads the folder before rank 0 has checked it
     data = prepare_from_config(cfg)
     torch.manual_seed(cfg.seed)
-    trainer = Trainer(cfg, rt, data, build_model(cfg, data))
-    install_compression(trainer)  # slimming penalty, pruning schedule, masks of --init
+    model, masks, pruned = build_model(cfg, data)
+    trainer = Trainer(cfg, rt, data, model)
+    install_compression(trainer, masks)  # slimming penalty, pruning schedule, masks of --init
     torch.manual_seed(cfg.seed * 1000 + rt.rank)  # each rank draws its own augmentations and mixup
     if not cfg.force_new:
         resume(trainer, out)
     if rt.is_main:
         make_run_dir(cfg)
         write_json({**cfg.to_dict(), "provenance": provenance()}, os.path.join(out, "config.json"))
+        if pruned and not os.path.exists(os.path.join(out, INIT_PRUNE_RECORD)):
+            write_json(pruned, os.path.join(out, INIT_PRUNE_RECORD))
     logger = Logger(out, trainer.history, rt.is_main, trainer.step + 1)
     try:
         _loop(cfg, trainer, logger, out)

@@ -5,11 +5,12 @@
 - ``--prune-schedule``: magnitude pruning events in the ``after_step`` hook (after the optimizer step, weight decay
   and EMA update). Masks are computed on the raw model and applied to both the raw and the EMA model, so the
   reported (EMA) model has the same sparsity. Event times t count completed optimizer steps.
-- ``--init`` of a checkpoint with masks keeps its masks during fine-tuning.
+- ``--init`` of a checkpoint with masks (or ``--init-prune magnitude|taylor``) keeps its masks during fine-tuning.
 """
+from typing import Optional
+
 import torch
 
-from ..checkpoint import CheckpointError, load_checkpoint
 from ..config import Config, ConfigError
 from ..masks import Masks, get_masks, prunable_modules, set_masks, weight_param, zero_pruned_
 from .slimming import slim_hook
@@ -78,20 +79,12 @@ class PruneSchedule:
                     param.masked_fill_(g.to(param.device), 0.0)
 
 
-def init_masks(path: str) -> Masks:
-    try:
-        return load_checkpoint(path).get("masks") or {}
-    except CheckpointError as err:
-        raise ConfigError(f"--init: {err}") from None
-
-
-def install(trainer) -> None:
-    """Hook the configured compression into ``trainer`` (call before resuming: a checkpoint's masks win)."""
+def install(trainer, init_masks: Optional[Masks] = None) -> None:
+    """Hook the configured compression into ``trainer`` and apply the masks of --init (or of --init-prune) to keep
+    while training; call before resuming: a checkpoint's masks win."""
     cfg = trainer.cfg
-    if cfg.init:
-        masks = init_masks(cfg.init)
-        if masks:
-            apply_masks(trainer, masks)
+    if init_masks:
+        apply_masks(trainer, init_masks)
     if cfg.slim_lambda > 0:
         trainer.add_hook("after_backward", slim_hook(cfg.slim_lambda))
     if cfg.prune_schedule != "none":
