@@ -74,13 +74,28 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-def execute(runs: Sequence[Tuple], train_py: str, finished: Callable, log=say) -> List[Tuple]:
-    """Run every unfinished run in order; returns the runs that failed with their exit codes."""
+def no_needs(run) -> List[str]:
+    return []
+
+
+def _not_started(run, waits: Sequence[str]) -> str:
+    return f"{run.name}: not started: it starts from {', '.join(waits)}, which did not finish"
+
+
+def execute(runs: Sequence[Tuple], train_py: str, finished: Callable, log=say,
+            blocked: Callable = no_needs) -> List[Tuple]:
+    """Run every unfinished run in order; returns the runs that failed with their exit codes (None: a run not
+    started because ``blocked(run)`` names runs it starts from that have not finished)."""
     failed = []
     for i, (run, cfg) in enumerate(runs, 1):
         done = finished(run, cfg)
         if done is not None:
             log(f"[{i}/{len(runs)}] {run.name}: finished at step {done}, skipped")
+            continue
+        waits = blocked(run)
+        if waits:
+            log(f"[{i}/{len(runs)}] {_not_started(run, waits)}")
+            failed.append((run, None))
             continue
         log(f"[{i}/{len(runs)}] {run.name}: {run.command()}")
         rc = run_train(train_py, run.argv, run.out)
@@ -128,15 +143,38 @@ def _where(slot: dict) -> str:
 
 
 class _Pool:
-    """Worker threads, one per slot, each taking the next run until none is left."""
+    """Worker threads, one per slot, each taking the next run that is ready until none is left: a run waits while
+    a run it starts from (``blocked``) is still queued or running, and is given up if that one failed."""
 
-    def __init__(self, runs, train_py: str, finished: Callable, log):
+    def __init__(self, runs, train_py: str, finished: Callable, log, blocked: Callable = no_needs):
         self.todo, self.train_py, self.finished, self.log = list(enumerate(runs, 1)), train_py, finished, log
+        self.total, self.blocked, self.running = len(self.todo), blocked, set()
         self.lock, self.procs, self.failed, self.stopping = threading.Lock(), {}, [], False
 
+    def _take(self):
+        """(the next ready item, or None; whether to stop looking): called with the lock held."""
+        if self.stopping or not self.todo:
+            return None, True
+        unfinished = {run.out for _, (run, _) in self.todo} | self.running
+        for k, (i, (run, _)) in enumerate(self.todo):
+            waits = self.blocked(run)
+            if not waits:
+                self.running.add(run.out)
+                return self.todo.pop(k), True
+            if not unfinished & set(waits):  # what it starts from failed: it can never start
+                self.todo.pop(k)
+                self.failed.append((run, None, None))
+                self.log(f"[{i}/{self.total}] {_not_started(run, waits)}")
+                return None, False
+        return None, False
+
     def _next(self):
-        with self.lock:
-            return None if self.stopping or not self.todo else self.todo.pop(0)
+        while True:
+            with self.lock:
+                item, final = self._take()
+            if item is not None or final:
+                return item
+            time.sleep(0.5)
 
     def work(self, slot: dict, total: int) -> None:
         while True:
@@ -144,11 +182,15 @@ class _Pool:
             if item is None:
                 return
             i, (run, cfg) = item
-            done = self.finished(run, cfg)
-            if done is not None:
-                self.log(f"[{i}/{total}] {run.name}: finished at step {done}, skipped")
-                continue
-            self._run(i, total, run, slot)
+            try:
+                done = self.finished(run, cfg)
+                if done is not None:
+                    self.log(f"[{i}/{total}] {run.name}: finished at step {done}, skipped")
+                    continue
+                self._run(i, total, run, slot)
+            finally:
+                with self.lock:
+                    self.running.discard(run.out)
 
     def _run(self, i: int, total: int, run, slot: dict) -> None:
         argv, log_path = [*run.argv, *slot["argv"]], os.path.join(run.out, LOG)
@@ -176,9 +218,10 @@ class _Pool:
 
 
 def execute_parallel(runs: Sequence[Tuple], train_py: str, finished: Callable, run_slots: List[dict],
-                     log=say) -> List[Tuple]:
-    """Run the unfinished runs, len(run_slots) at a time; returns (run, exit code, log file) for each failure."""
-    pool = _Pool(runs, train_py, finished, log)
+                     log=say, blocked: Callable = no_needs) -> List[Tuple]:
+    """Run the unfinished runs, len(run_slots) at a time; returns (run, exit code, log file) for each failure
+    (exit code None: not started, as what it starts from failed)."""
+    pool = _Pool(runs, train_py, finished, log, blocked)
     threads = [threading.Thread(target=pool.work, args=(slot, len(runs)), daemon=True) for slot in run_slots]
     for thread in threads:
         thread.start()

@@ -105,6 +105,47 @@ FULLY_SUPERVISED_LABELS = 49990
 FULLY_SUPERVISED = {"table5": (FULLY_SUPERVISED_LABELS, 4.13)}
 
 
+# Network slimming (Liu et al., ICCV 2017), Table 1: (dataset, network) → (base error %, params, FLOPs) and, per share
+# of channels pruned, the same after fine-tuning. The paper's FLOPs count a multiply-accumulate as two: MACs = FLOPs/2.
+SLIMMING = {
+    ("cifar10", "vgg19"): ((6.34, 20.04e6, 7.97e8), {0.7: (6.20, 2.30e6, 3.91e8)}),
+    ("cifar10", "densenet-40"): ((6.11, 1.02e6, 5.33e8), {0.4: (5.19, 0.66e6, 3.81e8), 0.7: (5.65, 0.35e6, 2.40e8)}),
+    ("cifar10", "preresnet-164"): ((5.42, 1.70e6, 4.99e8), {0.4: (5.08, 1.44e6, 3.81e8),
+                                                            0.6: (5.27, 1.10e6, 2.75e8)}),
+    ("cifar100", "vgg19"): ((26.74, 20.08e6, 7.97e8), {0.5: (26.52, 5.00e6, 5.01e8)}),
+    ("cifar100", "densenet-40"): ((25.36, 1.06e6, 5.33e8), {0.4: (25.28, 0.66e6, 3.71e8),
+                                                           0.6: (25.72, 0.46e6, 2.81e8)}),
+    ("cifar100", "preresnet-164"): ((23.37, 1.73e6, 5.00e8), {0.4: (22.87, 1.46e6, 3.33e8),
+                                                             0.6: (23.91, 1.21e6, 2.47e8)}),
+}
+SLIMMING_LAMBDA = {"vgg19": 1e-4, "preresnet-164": 1e-5, "densenet-40": 1e-5}  # the sparsity s of each network
+# The PyTorch repository's README: test accuracy % of the pruned network before fine-tuning (CIFAR-10).
+SLIMMING_PRUNED_ACC = {("cifar10", "vgg19", 0.7): 32.54, ("cifar10", "preresnet-164", 0.4): 94.58,
+                       ("cifar10", "preresnet-164", 0.6): 47.73, ("cifar10", "densenet-40", 0.4): 94.16}
+
+
+def slimming_row(row: str) -> Optional[Tuple[str, str, Optional[float]]]:
+    """(dataset, network, ratio or None for base/sparse) of a slimming-table row such as vgg19-cifar10-pruned70."""
+    for dataset, model in SLIMMING:
+        prefix = f"{model}-{dataset}-"
+        if row.startswith(prefix):
+            stage = row[len(prefix):]
+            ratio = int(stage[len("pruned"):]) / 100 if stage.startswith("pruned") else None
+            return dataset, model, ratio
+    return None
+
+
+def _slimming_error(row: str) -> Optional[Tuple[float, Optional[float]]]:
+    found = slimming_row(row)
+    if found is None or row.endswith("-sparse"):
+        return None
+    dataset, model, ratio = found
+    base, pruned = SLIMMING[(dataset, model)]
+    if ratio is None:
+        return base[0], None
+    return (pruned[ratio][0], None) if ratio in pruned else None
+
+
 def paper_error(table: str, row: str, labels: int) -> Optional[Tuple[float, Optional[float]]]:
     """(error %, std or None) the paper reports for this table cell, or None where it reports nothing."""
     if table == "table4" and row in TABLE4 and labels in TABLE4_LABELS:
@@ -113,6 +154,8 @@ def paper_error(table: str, row: str, labels: int) -> Optional[Tuple[float, Opti
         return LABELS[labels]
     if table == "large" and row in LARGE and labels == LARGE[row][0]:
         return LARGE[row][1]
+    if table == "slimming":
+        return _slimming_error(row)
     if table in COMPARISON:
         if row == "fully-supervised" and labels == FULLY_SUPERVISED.get(table, (None,))[0]:
             return FULLY_SUPERVISED[table][1], None

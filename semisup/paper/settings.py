@@ -30,6 +30,7 @@ class Table:
     n_evals: Optional[int] = None  # ... and the run evaluates this many times
     row_labels: Dict[str, Tuple[int, ...]] = field(default_factory=dict)  # a row's own labels (default: labels)
     label_seeds: Dict[int, Tuple[int, ...]] = field(default_factory=dict)  # a label count's own seeds (: seeds)
+    starts_from: Dict[str, str] = field(default_factory=dict)  # row → the row whose last.pt it starts from (--init)
 
     def has(self, row: str, labels: int, seed: int) -> bool:
         """Whether the paper ran this cell (the large table's rows and STL-10's 5,000 labels are partial)."""
@@ -109,6 +110,41 @@ COMPARE_QUICK = Table(rows={**{row: flags for row, flags in COMPARISON_TABLES["t
                       labels=(250,), seeds=(1, 2, 3), common=QUICK.common, steps=QUICK.steps,
                       rampup_fraction=QUICK.rampup_fraction, n_evals=QUICK.n_evals)
 
+# Network slimming's recipe (main.py): SGD, lr 0.1, momentum 0.9, weight decay 1e-4 in the gradient, batch 64, the
+# rate divided by 10 at 50 % and 75 % of 160 epochs (125,000 steps of 64 of the 50,000 images), on every training
+# label (the balanced split's all but one per class) and without an EMA (--ema-decay 0: the reported model is the
+# trained one). The sparsity run adds s·sign(γ); fine-tuning prunes it (--init-prune slim) and trains again.
+SLIM_RECIPE = ("--algorithm", "supervised", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9", "--wd-mode",
+               "l2", "--wd", "1e-4", "--lr-schedule", "step", "--lr-milestones", "0.5,0.75", "--batch-size", "64",
+               "--ema-decay", "0", "--steps", "125000")
+SLIM_LABELS = {"cifar10": 49990, "cifar100": 49900}
+# The same pipeline for MixMatch's own network, trained by MixMatch on 4,000 labels with its official settings
+# (Adam, λu 75, 2^20 steps), the slimming penalty on every batch-norm γ, and its blocks' inner channels pruned.
+MIXMATCH_SLIM = ("mixmatch-wrn-28-2-cifar10", ("--dataset", "cifar10", "--model", "wrn-28-2"), 4000, 1e-4, (0.4, 0.6))
+
+
+def _pipeline(name: str, flags: Tuple[str, ...], labels: int, s: float, ratios) -> Dict[str, tuple]:
+    """A network's rows: base, sparsity training (s), and each pruned share fine-tuned from the sparse run."""
+    rows = {f"{name}-base": flags, f"{name}-sparse": (*flags, "--slim-lambda", _f(s))}
+    rows.update({f"{name}-pruned{round(100 * r)}": (*flags, "--init-prune", "slim", "--init-ratio", _f(r))
+                 for r in ratios})
+    return {row: (row_flags, labels, name) for row, row_flags in rows.items()}
+
+
+def _slimming() -> Table:
+    rows = {}
+    for (dataset, model), (_, pruned) in paper.SLIMMING.items():
+        rows.update(_pipeline(f"{model}-{dataset}", ("--dataset", dataset, "--model", model, *SLIM_RECIPE),
+                              SLIM_LABELS[dataset], paper.SLIMMING_LAMBDA[model], sorted(pruned)))
+    rows.update(_pipeline(*MIXMATCH_SLIM))
+    return Table(rows={row: flags for row, (flags, _, _) in rows.items()},
+                 labels=tuple(dict.fromkeys(labels for _, labels, _ in rows.values())), seeds=(1,),
+                 row_labels={row: (labels,) for row, (_, labels, _) in rows.items()},
+                 starts_from={row: f"{name}-sparse" for row, (_, _, name) in rows.items() if "-pruned" in row})
+
+
+SLIMMING = _slimming()
+
 TABLES: Dict[str, Table] = {
     "table4": Table(rows={
         "mixmatch": (), "k1": ("--K", "1"), "k3": ("--K", "3"), "k4": ("--K", "4"), "no-sharpen": ("--no-sharpen",),
@@ -122,4 +158,5 @@ TABLES: Dict[str, Table] = {
     "quick": QUICK,
     "compare-quick": COMPARE_QUICK,
     **DATASET_TABLES,
+    "slimming": SLIMMING,
 }

@@ -203,9 +203,30 @@ def submit_sweep(runs: Sequence, configs: Sequence[Config], params: Dict, folder
     if not pending:
         log("nothing to submit")
         return 0
-    ids = submit([run for run, _ in pending], [cfg for _, cfg in pending], params, folder, train_py, max_timeouts)
-    for (run, _), job_id in zip(pending, ids):
-        log(f"{run.name}: submitted as job {job_id} ({run.out})")
-    log(f"submitted {len(ids)} run(s) as job {ids[0].split('_')[0]}; submitit folder {folder}; "
-        f"progress: python scripts/sweep.py status {out}")
+    active = {run.out: active_job(run.out, states) for run in runs}
+    job_of = {out: job[0] for out, job in active.items() if job}
+    for wave, after in waves(pending, job_of):
+        wave_params = {**params, "setup": list(params["setup"]), "additional_parameters": {
+            **params.get("additional_parameters", {}), **({"dependency": "afterok:" + ":".join(after)} if after
+                                                          else {})}}
+        ids = submit([run for run, _ in wave], [cfg for _, cfg in wave], wave_params, folder, train_py,
+                     max_timeouts)
+        for (run, _), job_id in zip(wave, ids):
+            job_of[run.out] = job_id
+            log(f"{run.name}: submitted as job {job_id} ({run.out})" + (f", after {', '.join(after)}" if after
+                                                                           else ""))
+        log(f"submitted {len(ids)} run(s) as job {ids[0].split('_')[0]}; submitit folder {folder}; "
+            f"progress: python scripts/sweep.py status {out}")
     return 0
+
+
+def waves(pending: Sequence[Tuple], job_of: Dict[str, str]):
+    """(runs, job ids they wait for) per job array: first the runs that start from nothing still to be submitted,
+    then the runs that start from those (SLURM's afterok on their array tasks; a failed one holds its dependents
+    back: they stay pending with reason DependencyNeverSatisfied until cancelled)."""
+    remaining = list(pending)
+    while remaining:
+        outs = {run.out for run, _ in remaining}
+        wave = [(run, cfg) for run, cfg in remaining if not outs & set(run.needs)]
+        remaining = [(run, cfg) for run, cfg in remaining if outs & set(run.needs)]
+        yield wave, sorted({job_of[n] for run, _ in wave for n in run.needs if n in job_of})

@@ -39,6 +39,7 @@ class Run:
     seed: int
     out: str
     argv: Tuple[str, ...]
+    needs: Tuple[str, ...] = ()  # run folders whose last.pt this run starts from: they must finish first
 
     @property
     def name(self) -> str:
@@ -86,9 +87,14 @@ def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = 
         raise ConfigError(f"unknown table {table!r} (choose from {', '.join(TABLES)})")
     spec = TABLES[table]
     rows = _pick(rows, list(spec.rows), "rows")
+    # a fine-tuning row brings the row it starts from, just before it (a run cannot start without its source)
+    rows = list(dict.fromkeys(x for r in rows for x in (*([spec.starts_from[r]] if r in spec.starts_from else []), r)))
     chosen = bool(labels or seeds)  # asked for by name: run every row there; else the cells the paper ran
     labels = list(labels) if labels else list(spec.labels)
     check_extra(extra)
+    if spec.starts_from and any(passes(extra, flag) for flag in ("--init", "--init-prune", "--init-ratio")):
+        raise ConfigError(f"--init, --init-prune and --init-ratio are set by the {table} sweep: its pruned rows "
+                          f"start from the runs before them")
     shared = protocol_flags([*spec.common, *extra])
     steps = spec.steps if steps is None else steps
     if spec.n_evals and steps and eval_every is None:
@@ -105,9 +111,12 @@ def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = 
             for row in (r for r in rows if chosen or spec.has(r, n, seed)):
                 folder = os.path.join(out, table, f"{row}@{n}", f"seed{seed}")
                 own_ramp = ramp if algorithm_of(spec.rows[row]) == "mixmatch" else []
-                argv = (*spec.common, *spec.rows[row], "--n-labeled", str(n), "--seed", str(seed), "--out", folder,
-                        *shared, *own_ramp, *extra)
-                runs.append(Run(table, row, n, seed, folder, tuple(argv)))
+                needs = ((os.path.join(out, table, f"{spec.starts_from[row]}@{n}", f"seed{seed}"),)
+                         if row in spec.starts_from else ())
+                init = ("--init", os.path.join(needs[0], "last.pt")) if needs else ()
+                argv = (*spec.common, *spec.rows[row], *init, "--n-labeled", str(n), "--seed", str(seed), "--out",
+                        folder, *shared, *own_ramp, *extra)
+                runs.append(Run(table, row, n, seed, folder, tuple(argv), needs))
     return runs
 
 
@@ -123,6 +132,16 @@ def finished_step(run: Run, cfg: Config) -> Optional[int]:
     if config_differences(old, cfg.to_dict()) or step < cfg.steps:
         return None
     return step
+
+
+def unfinished_needs(runs: Sequence[Run], configs: Sequence[Config]):
+    """``blocked(run)``: the folders of the runs ``run`` starts from that have not finished (launch.py waits)."""
+    by_out = {run.out: (run, cfg) for run, cfg in zip(runs, configs)}
+
+    def blocked(run: Run) -> List[str]:
+        return [need for need in run.needs if need not in by_out or finished_step(*by_out[need]) is None]
+
+    return blocked
 
 
 def algorithm_of(flags: Sequence[str]) -> str:
@@ -238,18 +257,21 @@ def _launch(args, runs: List[Run], configs: List[Config], extra: Sequence[str], 
     record_plan(args.out, runs)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
+        blocked = unfinished_needs(runs, configs)
         if run_slots:
-            failed = launch.execute_parallel(list(zip(runs, configs)), train_py, finished_step, run_slots)
+            failed = launch.execute_parallel(list(zip(runs, configs)), train_py, finished_step, run_slots,
+                                             blocked=blocked)
         else:
             failed = [(run, rc, None) for run, rc in launch.execute(list(zip(runs, configs)), train_py,
-                                                                     finished_step)]
+                                                                     finished_step, blocked=blocked)]
     except (KeyboardInterrupt, SystemExit) as err:
         print("sweep.py: interrupted; run the same command again to resume", file=sys.stderr)
         return err.code if isinstance(err, SystemExit) else 130
     print(f"{len(runs) - len(failed)} of {len(runs)} runs finished")
     render_tables(os.path.join(args.out, args.table))
     for run, rc, log in failed:
-        print(f"failed (exit code {rc}): {run.command()}" + (f" (log {log})" if log else ""), file=sys.stderr)
+        what = f"failed (exit code {rc})" if rc is not None else "not started (a run it starts from failed)"
+        print(f"{what}: {run.command()}" + (f" (log {log})" if log else ""), file=sys.stderr)
     return 1 if failed else 0
 
 

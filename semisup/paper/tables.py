@@ -19,6 +19,7 @@ from ..records import median_of_last, model_selection, read_json, read_metrics
 from .numbers import PAPER_STEPS, paper_error
 from .plots import FIGURES, plot_comparison, plot_curves, plot_labels
 from .settings import TABLES
+from .slimming_table import render_slimming
 
 ROW_DIR = re.compile(r"^(?P<row>.+)@(?P<labels>\d+)$")
 SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")
@@ -40,6 +41,7 @@ class RunResult:
     n_last: int = 20  # the run's --n-eval-last: how many last evaluations its statistic may use
     history: List[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)  # protocol, precision, model selections, measured cost (run_info)
+    folder: str = ""  # the run folder (for what a table reads beside the metrics, e.g. init_prune.json)
 
 
 @dataclass
@@ -98,11 +100,12 @@ def load_run(folder: str, table: str, row: str, labels: int, seed: int,
     info = run_info(config, summary, history)
     if history:
         error, n_evals = median_error(history, n_last, metric)
-        return RunResult(table, row, labels, seed, error, int(history[-1]["step"]), n_evals, n_last, history, info)
+        return RunResult(table, row, labels, seed, error, int(history[-1]["step"]), n_evals, n_last, history, info,
+                         folder)
     if "error" not in summary or metric != "test_acc_ema":  # summary.json holds the EMA statistic only
         return None
     return RunResult(table, row, labels, seed, float(summary["error"]), int(summary.get("step", 0)),
-                     int(summary.get("n_evals_used", 0)), n_last, [], info)
+                     int(summary.get("n_evals_used", 0)), n_last, [], info, folder)
 
 
 def find_runs(root: str, metric: str = "test_acc_ema") -> List[RunResult]:
@@ -262,6 +265,8 @@ def render(root: str, metric: str = "test_acc_ema") -> Tuple[str, List[str]]:
     with open(files[0], "w") as f:
         f.write(text)
     write_csv(cells, files[1])
+    slim_text, slim_files = render_slimming(cells, root)
+    text, files = text + ("\n" + slim_text if slim_text else ""), files + slim_files
     records = [cell_record(c) for c in cells]
     if any(c.table == "labels" for c in cells):
         files.append(os.path.join(root, "labels.png"))
