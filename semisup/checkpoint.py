@@ -130,6 +130,18 @@ def save_checkpoint(state: dict, folder: str, keep: int = 1) -> str:
     return paths[0]
 
 
+def step_path(folder: str, step: int) -> str:
+    """RUN/step<K>.pt, the state kept at step K by ``--keep-step``: outside the rotation, so never deleted."""
+    return os.path.join(folder, f"step{step}.pt")
+
+
+def save_step_checkpoint(state: dict, folder: str) -> str:
+    """Write ``state`` as step<K>.pt (K = its step), atomically: a rewind point that the rotation leaves alone."""
+    path = step_path(folder, int(state["step"]))
+    atomic_save({"format": FORMAT, "version": VERSION, **state}, path)
+    return path
+
+
 def _verify_archive(path: str) -> None:
     """Check every member's CRC-32: torch.load itself would read a bit-flipped tensor without complaint."""
     try:

@@ -26,7 +26,7 @@ SCOPES = ("global", "local")
 # Fields that may change between a run and its resumption without making it a different experiment.
 RESUMABLE_FIELDS = frozenset({
     "steps", "device", "threads", "data_dir", "download", "keep_checkpoints", "force_new", "detect_anomaly",
-    "progress", "eval_batch_size", "out", "init", "compile",
+    "progress", "eval_batch_size", "out", "init", "compile", "keep_step",
     "provenance",  # config.json's record of the code that wrote it (torch version, git commit), not a setting
 })
 # Fields added after the first runs were saved, with the value such a run had: its config.json lacks them.
@@ -143,6 +143,9 @@ class CommonConfig:
     prune_every: int = _opt(1024, "steps between pruning events (iterative, agp, set)")
     prune_initial: float = _opt(0.0, "agp: sparsity at --prune-start")
     set_zeta: float = _opt(0.3, "set: fraction of live weights dropped (smallest) and regrown (random) per event")
+    keep_step: int = _opt(-1, "also keep the full training state at this step (model, EMA, optimizer, schedule, "
+                              "RNG) as RUN/step<K>.pt, never rotated away (0: before the first step; -1: none); "
+                              "the point python -m semisup.compress lottery rewinds to")
 
     def __post_init__(self):
         fill_algorithm_defaults(self)
@@ -269,6 +272,8 @@ def validate(cfg: Config) -> Config:
          f"--accum-steps {cfg.accum_steps} does not divide --batch-size {cfg.batch_size}: every micro-batch must "
          f"hold the same number of labeled images (choose {_divisors(cfg.batch_size)})"),
         (cfg.grad_clip >= 0, f"--grad-clip must not be negative (got {cfg.grad_clip})"),
+        (-1 <= cfg.keep_step <= cfg.steps,
+         f"--keep-step must be -1 (none) or a step in [0, --steps {cfg.steps}] (got {cfg.keep_step})"),
     ]
     for ok, message in checks:
         if not ok:

@@ -12,7 +12,14 @@ from typing import Optional, Tuple
 import torch
 
 from . import stop
-from .checkpoint import CheckpointError, load_checkpoint, load_latest, model_from_checkpoint, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_latest,
+    model_from_checkpoint,
+    save_checkpoint,
+    save_step_checkpoint,
+)
 from .compress.init_prune import RECORD as INIT_PRUNE_RECORD
 from .compress.init_prune import pruned_init
 from .compress.training import install as install_compression
@@ -202,6 +209,7 @@ def _train(cfg: Config, rt) -> dict:
 def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
     bar = _progress(cfg, trainer)
     guard = LossGuard(trainer.rt.device, trainer.algorithm.terms)
+    _keep_step(trainer, guard, out)  # --keep-step 0: the state before the first step
     with torch.autograd.set_detect_anomaly(cfg.detect_anomaly):
         while trainer.step < cfg.steps:
             t0 = time.perf_counter()
@@ -215,6 +223,7 @@ def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
             trainer.window_time += time.perf_counter() - t0
             if bar:
                 bar.update(1)
+            _keep_step(trainer, guard, out)
             if evaluating:
                 seconds = trainer.window_time
                 _eval_and_save(trainer, logger, _window_record(trainer, weights), out, seconds)
@@ -222,6 +231,20 @@ def _loop(cfg: Config, trainer: Trainer, logger: Logger, out: str) -> None:
                 _stop_here(trainer, guard, out, saved=evaluating)
     if bar:
         bar.close()
+
+
+def _keep_step(trainer: Trainer, guard: LossGuard, out: str) -> None:
+    """At step --keep-step, write the full state as RUN/step<K>.pt: the point a lottery ticket rewinds to, with the
+    optimizer, schedule, EMA, RNG and sampler positions of that step (last.pt is rotated away, this file is not).
+    A run resumed at step K writes it again, with the same state; a run that has passed K keeps the file it has."""
+    if trainer.step != trainer.cfg.keep_step:
+        return
+    guard.check()
+    if trainer.rt.is_main:
+        check_weights_finite(trainer.model, trainer.ema.model, trainer.step)
+    state = trainer.state_dict()  # collective: every rank's RNG
+    if trainer.rt.is_main:
+        save_step_checkpoint(state, out)
 
 
 def _progress_fields(terms: dict, weights: dict) -> dict:
