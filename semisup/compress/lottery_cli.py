@@ -1,0 +1,300 @@
+"""``python -m semisup.compress lottery --out DIR --rounds R [options] -- <train.py flags>``: lottery tickets with
+rewinding and their two controls, every run an ordinary, resumable train.py run in its own folder.
+
+- DIR/round0: the train.py flags as given, keeping the full state at --rewind-step K (``--keep-step K``:
+  DIR/round0/step<K>.pt).
+- DIR/round<r> (r >= 1): the previous round's masks minus the --prune-fraction of the surviving conv/linear weights
+  with the smallest magnitude in that round's final raw weights; survivors, EMA, optimizer, schedule, algorithm
+  state, RNG and sampler positions back at step K, trained on from step K to --steps.
+- DIR/reinit<r>: the same masks on a fresh initialisation (seed + 7919·r); DIR/random<r>: random masks with the
+  ticket's per-layer sparsity (drawn from seed + 104729·r), the survivors at their step-K values. Both start at
+  step K with the ticket's optimizer, schedule, RNG and sampler state.
+
+A round r >= 1 starts from a checkpoint the lottery writes into its folder (``lottery.rewound_state``), which
+train.py resumes like any other. Rerunning the same command skips the finished runs (summary.json at --steps with
+this configuration) and resumes the unfinished one; a larger --rounds adds rounds.
+"""
+import argparse
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass
+from typing import Callable, List, Optional
+
+from .. import stop
+from ..checkpoint import NEW_SUFFIX, CheckpointError, load_checkpoint, load_latest, rotation, save_checkpoint, step_path
+from ..config import Config, ConfigError, OneLineParser, config_differences, parse_args
+from ..data import prepare_from_config
+from ..guard import NonFiniteLoss
+from ..records import read_json
+from ..runner import check_run_dir, train
+from . import lottery as lt
+from . import lottery_report as report
+
+PROG = "python -m semisup.compress lottery"
+# train.py flags the lottery sets itself, or that would break it: (field, refused when, why)
+REFUSED_TRAIN_FLAGS = (
+    ("out", lambda v: bool(v), "--out among the train.py flags: every run goes to its own folder under the "
+                               "lottery's --out"),
+    ("keep_step", lambda v: v != -1, "--keep-step among the train.py flags: the lottery keeps the state at "
+                                     "--rewind-step itself"),
+    ("force_new", lambda v: bool(v), "--force-new among the train.py flags would restart finished runs; move the "
+                                     "lottery's folder aside instead"),
+    ("prune_schedule", lambda v: v != "none", "--prune-schedule among the train.py flags: a lottery round's "
+                                              "masks are its own, fixed for the whole run"),
+)
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+@dataclass(frozen=True)
+class Run:
+    kind: str  # ticket, reinit or random
+    round: int
+
+    @property
+    def name(self) -> str:
+        return f"{'round' if self.kind == 'ticket' else self.kind}{self.round}"
+
+
+def plan(rounds: int, controls: bool) -> List[Run]:
+    """round0, then per round the ticket and (with the controls) reinit and random, in the order they run."""
+    runs = [Run("ticket", 0)]
+    for r in range(1, rounds + 1):
+        runs += [Run(kind, r) for kind in (report.KINDS if controls else ("ticket",))]
+    return runs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog=PROG, usage=f"{PROG} --out DIR --rounds R [options] -- <train.py flags>",
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                      description="Lottery tickets with rewinding (iterative magnitude pruning) and their two "
+                                  "controls, each run a resumable train.py run of the flags after '--'; results in "
+                                  "DIR/lottery.json, .txt and .png.")
+    p.add_argument("--out", required=True, help="folder of the lottery: round0, round<r>, reinit<r>, random<r>")
+    p.add_argument("--rounds", type=int, required=True, help="pruning rounds after the dense round 0")
+    p.add_argument("--prune-fraction", type=float, default=0.2,
+                   help="fraction of the surviving conv/linear weights pruned per round (open_lth's 0.2)")
+    p.add_argument("--rewind-step", type=int, default=0,
+                   help="step whose state the survivors and the optimizer go back to (0: the initialisation, the "
+                        "original lottery ticket)")
+    p.add_argument("--scope", choices=lt.SCOPES, default="global",
+                   help="rank the survivors of all layers together, or prune the fraction from each layer")
+    p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True,
+                   help="also train the reinit and random controls of every round")
+    return p
+
+
+def split_argv(argv: List[str]):
+    """(the lottery's own flags, the train.py flags after the first '--')."""
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def parse(argv: List[str]):
+    """(options, the validated train.py Config); a bad flag of either exits with 2 and one line."""
+    own, train_argv = split_argv(argv)
+    args = build_parser().parse_args(own)
+    return args, parse_args(train_argv, prog=PROG)
+
+
+def check(args, cfg: Config) -> None:
+    checks = [(args.rounds >= 1, f"--rounds must be at least 1 (got {args.rounds})"),
+              (0 < args.prune_fraction < 1, f"--prune-fraction must be in (0, 1) (got {args.prune_fraction})"),
+              (args.rewind_step >= 0, f"--rewind-step must not be negative (got {args.rewind_step})"),
+              (args.rewind_step < cfg.steps, f"--rewind-step {args.rewind_step} is not before the run's --steps "
+                                             f"{cfg.steps}: every round trains from the rewind step to --steps"),
+              (int(os.environ.get("WORLD_SIZE", "1")) == 1, "the lottery runs its rounds one after another in one "
+                                                            "process; start it with python, not torchrun")]
+    checks += [(not refused(getattr(cfg, name)), message) for name, refused, message in REFUSED_TRAIN_FLAGS]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def finished_summary(cfg: Config) -> Optional[dict]:
+    """summary.json of a run that reached --steps with this configuration, else None."""
+    summary = read_json(os.path.join(cfg.out, "summary.json"))
+    config = read_json(os.path.join(cfg.out, "config.json"))
+    if not isinstance(summary, dict) or not isinstance(config, dict):
+        return None
+    if config_differences(config, cfg.to_dict()) or summary.get("step", 0) < cfg.steps:
+        return None
+    return summary
+
+
+def has_checkpoint(cfg: Config) -> bool:
+    paths = rotation(cfg.out, cfg.keep_checkpoints)
+    return any(os.path.exists(p) for p in [paths[0] + NEW_SUFFIX, *paths])
+
+
+class Lottery:
+    """The rounds of one lottery folder: which runs are done, the masks of each round, the report."""
+
+    def __init__(self, args, cfg: Config):
+        self.args, self.cfg, self.out = args, cfg, args.out
+        self.runs = plan(args.rounds, args.controls)
+        self.sparsity, self._step_state = {}, None
+
+    def config_of(self, run: Run) -> Config:
+        keep = self.args.rewind_step if run == Run("ticket", 0) else -1
+        return dataclasses.replace(self.cfg, out=os.path.join(self.out, run.name), keep_step=keep)
+
+    def settings(self) -> dict:
+        a = self.args
+        return {"rounds": a.rounds, "prune_fraction": a.prune_fraction, "rewind_step": a.rewind_step,
+                "scope": a.scope, "controls": a.controls, "masks_from": "raw weights at the end of the round before",
+                "reinit_seed": f"seed + {lt.REINIT_SEED_STRIDE} * round",
+                "random_mask_seed": f"seed + {lt.RANDOM_SEED_STRIDE} * round", "config": self.cfg.to_dict()}
+
+    # ----- before anything is written ---------------------------------------------------------------------
+    def check_folder(self) -> None:
+        """Refuse a folder that holds a lottery with other settings, or a run with another configuration."""
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise ConfigError(f"--out {self.out} exists and is not a folder")
+        old = read_json(os.path.join(self.out, report.JSON))
+        if isinstance(old, dict) and isinstance(old.get("settings"), dict):
+            self._check_settings(old["settings"])
+        for run in self.runs:
+            check_run_dir(self.config_of(run))
+
+    def _check_settings(self, old: dict) -> None:
+        new = self.settings()
+        diff = [k for k in ("prune_fraction", "rewind_step", "scope") if old.get(k) != new[k]]
+        saved = old.get("config") or {}
+        diff += config_differences(saved, new["config"])
+        if saved.get("steps") != self.cfg.steps:
+            diff.append("steps")
+        if diff:
+            shown = ", ".join(f"{k}: {old.get(k, saved.get(k))!r} -> {new.get(k, new['config'].get(k))!r}"
+                              for k in diff[:4])
+            raise ConfigError(f"{self.out} holds a lottery with other settings ({shown}); use another --out")
+
+    # ----- the runs -----------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        self.check_folder()
+        if any(finished_summary(self.config_of(run)) is None for run in self.runs):
+            prepare_from_config(self.cfg)  # the data is there: a missing dataset is refused before any write
+        os.makedirs(self.out, exist_ok=True)
+        self.write_report()
+        self.train(Run("ticket", 0))
+        self.sparsity[0] = lt.sparsity_of(lt.full_masks(self.latest(Run("ticket", 0))))
+        for r in range(1, self.args.rounds + 1):
+            self.run_round(r)
+        return self.write_report()
+
+    def run_round(self, r: int) -> None:
+        masks = self.ticket_masks(r)
+        self.train(Run("ticket", r), lambda: self.rewound(Run("ticket", r), masks))
+        if self.args.controls:
+            self.train(Run("reinit", r), lambda: self.rewound(Run("reinit", r), masks, self.fresh(r)))
+            random_masks = lt.random_masks_like(masks, lt.random_mask_generator(self.cfg.seed, r))
+            self.train(Run("random", r), lambda: self.rewound(Run("random", r), random_masks))
+
+    def rewound(self, run: Run, masks, weights: Optional[dict] = None) -> dict:
+        return lt.rewound_state(self.step_state(), masks, self.config_of(run).to_dict(), weights)
+
+    def fresh(self, r: int) -> dict:
+        """The reinit control's initialisation for round r."""
+        state = self.step_state()
+        return lt.fresh_weights(state["model_name"], state["arch"], lt.reinit_seed(self.cfg.seed, r))
+
+    def train(self, run: Run, start: Optional[Callable[[], dict]] = None) -> None:
+        """Train ``run`` unless it is finished; a round r >= 1 starts from its rewound checkpoint when its folder
+        holds none yet (otherwise it resumes where it stopped)."""
+        cfg = self.config_of(run)
+        if finished_summary(cfg) is not None:
+            say(f"lottery: {run.name}: finished, skipped")
+            return
+        if start is not None and not has_checkpoint(cfg):
+            say(f"lottery: {run.name}: {self.describe(run)}, from step {self.args.rewind_step}")
+            state = start()
+            os.makedirs(cfg.out, exist_ok=True)
+            save_checkpoint(state, cfg.out, cfg.keep_checkpoints)
+        else:
+            say(f"lottery: {run.name}: training")
+        train(cfg)
+        self.write_report()
+
+    def describe(self, run: Run) -> str:
+        sparsity = f"{self.sparsity[run.round]:.2%} sparse"
+        return {"ticket": f"the ticket, {sparsity}",
+                "reinit": f"the ticket's masks ({sparsity}) on a fresh initialisation",
+                "random": f"random masks with the ticket's per-layer sparsity ({sparsity})"}[run.kind]
+
+    # ----- masks and states ---------------------------------------------------------------------------------
+    def latest(self, run: Run) -> Optional[dict]:
+        cfg = self.config_of(run)
+        try:
+            return load_latest(cfg.out, cfg.keep_checkpoints, "cpu", warn=lambda m: say(f"warning: {m}"))[0]
+        except CheckpointError as err:
+            raise ConfigError(str(err)) from None
+
+    def ticket_masks(self, r: int):
+        """Round r's masks: those its folder already holds, or the next ones after round r - 1's final weights."""
+        state = self.latest(Run("ticket", r))
+        if state is not None:
+            masks = lt.full_masks(state)
+        else:
+            prev = self.latest(Run("ticket", r - 1))
+            masks = lt.full_masks(prev)
+            weights = {k: prev["model"][k] for k in masks}
+            masks = lt.next_masks(weights, masks, self.args.prune_fraction, self.args.scope)
+        self.sparsity[r] = lt.sparsity_of(masks)
+        return masks
+
+    def step_state(self) -> dict:
+        """round0's state at the rewind step (read once)."""
+        if self._step_state is None:
+            path = step_path(self.config_of(Run("ticket", 0)).out, self.args.rewind_step)
+            try:
+                self._step_state = load_checkpoint(path)
+            except CheckpointError as err:
+                raise ConfigError(f"{err}: round 0 keeps the state of --rewind-step there; move "
+                                  f"{os.path.dirname(path)} aside to train round 0 again") from None
+        return self._step_state
+
+    # ----- results ------------------------------------------------------------------------------------------
+    def rows(self) -> List[dict]:
+        planned = set(self.runs)
+        rows = []
+        for r in range(self.args.rounds + 1):
+            row = {"round": r, "sparsity": self.sparsity.get(r),
+                   "expected_sparsity": lt.expected_sparsity(self.args.prune_fraction, r)}
+            for kind in report.KINDS:
+                summary = finished_summary(self.config_of(Run(kind, r))) if Run(kind, r) in planned else None
+                row[kind] = summary.get("test_acc_ema_final") if summary else None
+            row["folders"] = {kind: Run(kind, r).name for kind in report.KINDS if Run(kind, r) in planned}
+            rows.append(row)
+        return rows
+
+    def write_report(self) -> dict:
+        record = {"settings": self.settings(), "rounds": self.rows()}
+        report.write(record, self.out)
+        return record
+
+
+def main(argv=None) -> int:
+    """Run (or resume) a lottery; bad input exits with 2 and one line before anything is written, a non-finite
+    loss with 1, a stop signal checkpoints the current run and exits with stop.REQUEUE_EXIT."""
+    stop.install()
+    args, cfg = parse(list(sys.argv[1:] if argv is None else argv))
+    try:
+        check(args, cfg)
+        record = Lottery(args, cfg).run()
+    except ConfigError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteLoss as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    except stop.StopForRequeue as err:
+        print(err, file=sys.stderr)
+        return stop.REQUEUE_EXIT
+    print(report.format_table(record), end="")
+    print(f"wrote {os.path.join(args.out, report.JSON)}, {report.TXT} and {report.PNG}")
+    return 0
