@@ -20,6 +20,7 @@ DEVICES = ("auto", "cpu", "cuda")
 TRAIN_DESCRIPTION = ("Train MixMatch (or the supervised baseline) on CIFAR-10, CIFAR-100, SVHN, STL-10 or a folder "
                      "of your own images.")
 PRUNE_SCHEDULES = ("none", "oneshot", "iterative", "agp", "set")
+RATIO_FILE_SCHEDULES = ("oneshot", "iterative", "agp")  # set's drop-and-regrow keeps one sparsity for all layers
 INIT_PRUNE = ("none", "magnitude", "taylor", "slim", "l1-filter")
 SCOPES = ("global", "local")
 
@@ -32,7 +33,7 @@ RESUMABLE_FIELDS = frozenset({
 # Fields added after the first runs were saved, with the value such a run had: its config.json lacks them.
 LEGACY_DEFAULTS = {"dataset": "cifar10", "image_size": 0, "optimizer": "adam", "lr_schedule": "constant",
                    "lr_milestones": "0.5,0.75", "lr_gamma": 0.1, "momentum": 0.9, "nesterov": False,
-                   "wd_mode": "decoupled", "init_prune": "none", "init_ratio": 0.5}
+                   "wd_mode": "decoupled", "init_prune": "none", "init_ratio": 0.5, "prune_ratio_file": ""}
 
 
 class ConfigError(ValueError):
@@ -142,6 +143,9 @@ class CommonConfig:
                              "--steps on resume stretches the rest of the schedule; set it to extend a run)")
     prune_every: int = _opt(1024, "steps between pruning events (iterative, agp, set)")
     prune_initial: float = _opt(0.0, "agp: sparsity at --prune-start")
+    prune_ratio_file: str = _opt("", "oneshot, iterative, agp: each conv/linear layer's own target from this ratio "
+                                     "file (python -m semisup.compress sensitivity --max-drop writes one) instead of "
+                                     "--prune-ratio and --prune-scope; layers it does not name are not pruned")
     set_zeta: float = _opt(0.3, "set: fraction of live weights dropped (smallest) and regrown (random) per event")
     keep_step: int = _opt(-1, "also keep the full training state at this step (model, EMA, optimizer, schedule, "
                               "RNG) as RUN/step<K>.pt, never rotated away (0: before the first step; -1: none); "
@@ -366,6 +370,8 @@ def _validate_pruning(cfg: Config) -> None:
         (cfg.prune_start >= 0 and cfg.prune_end >= 0, "--prune-start and --prune-end must not be negative"),
         (cfg.prune_schedule == "none" or cfg.prune_start <= end,
          f"--prune-start ({cfg.prune_start}) is after the last pruning event ({end})"),
+        (not cfg.prune_ratio_file or cfg.prune_schedule in RATIO_FILE_SCHEDULES,
+         f"--prune-ratio-file needs --prune-schedule oneshot, iterative or agp (got {cfg.prune_schedule})"),
     ]
     for ok, message in checks:
         if not ok:

@@ -3,6 +3,9 @@
 pruned.pt is an ordinary semisup checkpoint (``model_name``, ``arch``, ``model``, ``ema`` = the same weights,
 ``config``), so ``train.py --init DIR/pruned.pt`` fine-tunes it and evaluation loads it like any other; unstructured
 methods also store their ``masks`` unless ``--remove``.
+
+``python -m semisup.compress sensitivity`` prunes one layer at a time instead, evaluates, and with ``--max-drop``
+writes the ratio file that ``--ratio-file`` reads (``sensitivity.py``).
 """
 import argparse
 import os
@@ -19,6 +22,7 @@ from ..predict import accuracy, predict
 from ..records import write_json
 from . import netslim
 from . import report as rep
+from . import sensitivity as sens
 from .slimming import plan
 from .surgery import remove_channels
 from .taylor import training_loss_fn
@@ -41,13 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m semisup.compress", formatter_class=_Help,
                 description="Prune the EMA model of a semisup checkpoint and report params, MACs, sparsity, "
                             "CPU latency and test accuracy before and after. Masks (magnitude, taylor) save no "
-                            "time; slim and l1-filter remove channels for real.")
+                            "time; slim and l1-filter remove channels for real.",
+                epilog="python -m semisup.compress sensitivity --checkpoint C --out DIR [--max-drop D]: prune one "
+                       "layer at a time at increasing ratios, evaluate each without fine-tuning, and write the "
+                       "curves and (with --max-drop) DIR/ratios.json for --ratio-file; its --help lists its flags.")
     p.add_argument("--checkpoint", required=True, help="semisup checkpoint (e.g. runs/x/last.pt)")
     p.add_argument("--method", required=True, choices=UNSTRUCTURED + STRUCTURED,
                    help="magnitude: |w|; taylor: |w * mean gradient| of the training loss (masks); slim: bn2 |gamma|; "
                         "l1-filter: norm of conv1's filters (channels removed)")
-    p.add_argument("--ratio", type=float, default=0.5,
-                   help="fraction of conv/linear weights (magnitude, taylor) or of prunable channels (slim, l1-filter)")
+    p.add_argument("--ratio", type=float, default=None,
+                   help="fraction of conv/linear weights (magnitude, taylor) or of prunable channels (slim, l1-filter) "
+                        "(default: 0.5)")
+    p.add_argument("--ratio-file", default=None,
+                   help="each layer's own ratio from this file, {\"method\": ..., \"ratios\": {\"<layer>\": r}} "
+                        "(python -m semisup.compress sensitivity --max-drop writes one), instead of --ratio and "
+                        "--scope; layers it does not name keep everything")
     p.add_argument("--scope", choices=("global", "local"), default=None,
                    help="one threshold over all layers, or the same fraction per layer (default: local for "
                         "l1-filter, whose norms are not comparable across layers; global otherwise)")
@@ -80,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(args) -> None:
+    args.layer_ratios = check_ratio_file_args(args) if args.ratio_file else None
+    args.ratio = 0.5 if args.ratio is None else args.ratio
     checks = [(0 <= args.ratio < 1, f"--ratio must be in [0, 1) (got {args.ratio})"),
               (0 < args.max_layer_ratio <= 1, f"--max-layer-ratio must be in (0, 1] (got {args.max_layer_ratio})"),
               (args.channel_multiple >= 1, f"--channel-multiple must be at least 1 (got {args.channel_multiple})"),
@@ -93,6 +107,16 @@ def check_args(args) -> None:
         if not ok:
             raise ConfigError(message)
     args.scope = args.scope or ("local" if args.method == "l1-filter" else "global")
+
+
+def check_ratio_file_args(args) -> dict:
+    """--ratio-file replaces --ratio and --scope, and names in-branch channel groups only; read it now, before any
+    work, so that a bad file is refused with nothing written."""
+    if args.ratio is not None or args.scope is not None:
+        raise ConfigError("--ratio-file gives every layer its own ratio: drop --ratio and --scope")
+    if args.prune_residual:
+        raise ConfigError("--ratio-file names in-branch channel groups; --prune-residual has no ratio there")
+    return sens.read_ratio_file(args.ratio_file)
 
 
 def load_source(path: str):
@@ -153,6 +177,34 @@ def prune(model: torch.nn.Module, args, cfg: Config, data):
     return model
 
 
+def prune_by_file(model: torch.nn.Module, args, cfg: Config, data):
+    """``prune`` with the ratio file's per-layer ratios: each layer (conv/linear, or channel group) pruned on its own
+    to its own ratio under the same criterion, cap and rounding; layers the file does not name are kept whole."""
+    what = "conv/linear layers" if args.method in UNSTRUCTURED else "channel groups (batch norms)"
+    sens.check_layers(args.layer_ratios, sens.layer_names(model, args.method), args.ratio_file, what)
+    if args.method in STRUCTURED:
+        clear_masks(model)
+        try:
+            keeps = sens.channel_keeps(sens.channel_groups(model, args.method, args.norm), args.layer_ratios,
+                                       args.max_layer_ratio, args.channel_multiple)
+        except ValueError as err:
+            raise ConfigError(f"ratio file {args.ratio_file}: {err}") from None
+        if not netslim.is_slimming_network(model):
+            return remove_channels(model, keeps, None)
+        small = netslim.remove_channels(model, keeps)
+        return netslim.fold_selections(small) if args.selection == "fold" else small
+    if args.method == "taylor":
+        torch.manual_seed(args.seed)
+        scores = taylor_scores(model, training_loss_fn(cfg, data, torch.device("cpu"), cfg.batch_size, args.seed),
+                               args.taylor_batches)
+    else:
+        scores = magnitude_scores(model)
+    set_masks(model, sens.masks_from_ratios(scores, args.layer_ratios))
+    if args.remove:
+        clear_masks(model)
+    return model
+
+
 def plain_copy(name: str, model: torch.nn.Module):
     """(plain state dict, masks, a mask-free model holding the same effective weights)."""
     state, masks = split_masks(model)
@@ -185,14 +237,16 @@ def run(args) -> dict:
     data = load_data(args, cfg, needed) if (args.eval or args.method == "taylor") else None
     _, _, dense = plain_copy(state["model_name"], model)
     acc_before = test_accuracy(dense, data) if args.eval else None
-    pruned = prune(model, args, cfg, data)
+    pruned = prune_by_file(model, args, cfg, data) if args.ratio_file else prune(model, args, cfg, data)
     weights, masks, final = plain_copy(state["model_name"], pruned)
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     measured = rep.compare(dense, final, repeats=args.latency_repeats, memory_format=layout)
+    by_file = {"ratio": None, "scope": None, "ratio_file": args.ratio_file, "ratios": args.layer_ratios}
     settings = {"checkpoint": args.checkpoint, "method": args.method, "ratio": args.ratio, "scope": args.scope,
                 "norm": args.norm, "prune_residual": args.prune_residual, "selection": args.selection,
                 "channel_multiple": args.channel_multiple,
-                "removed_masks": args.remove, "latency_layout": "channels_last" if args.channels_last else "contiguous"}
+                "removed_masks": args.remove, "latency_layout": "channels_last" if args.channels_last else "contiguous",
+                **(by_file if args.ratio_file else {})}
     result = {**settings, "arch": {"before": dict(state["arch"]), "after": dict(final.arch)}, **measured,
               "test_acc": {"before": acc_before, "after": test_accuracy(final, data) if args.eval else None}}
     os.makedirs(args.out, exist_ok=True)
@@ -206,7 +260,85 @@ def run(args) -> dict:
     return result
 
 
+def build_sensitivity_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog="python -m semisup.compress sensitivity", formatter_class=_Help,
+                      description="Sensitivity analysis (Han et al. 2015; Li et al. 2017): prune each layer alone at "
+                                  "each ratio, evaluate the EMA model without fine-tuning, restore, next. Writes "
+                                  "DIR/sensitivity.json, .txt and .png and, with --max-drop, DIR/ratios.json for "
+                                  "--ratio-file and train.py --prune-ratio-file.")
+    p.add_argument("--checkpoint", required=True, help="semisup checkpoint (e.g. runs/x/last.pt)")
+    p.add_argument("--method", choices=sens.METHODS, default="magnitude",
+                   help="magnitude: each conv/linear layer's smallest |w|; slim: each channel group's smallest "
+                        "batch-norm |gamma|; l1-filter (WRN): its conv1 filters of smallest L1 norm")
+    p.add_argument("--ratios", type=float, nargs="*", default=list(sens.DEFAULT_RATIOS),
+                   help="fractions of each layer's weights or channels to prune, each in [0, 1)")
+    p.add_argument("--on", choices=("test", "train-subset"), default="test",
+                   help="evaluate on the test set, or on --subset training images chosen by --seed (then the test "
+                        "set plays no part in choosing the ratios; the network has seen those images)")
+    p.add_argument("--subset", type=int, default=5000, help="--on train-subset: how many training images")
+    p.add_argument("--seed", type=int, default=0, help="--on train-subset: which training images")
+    p.add_argument("--max-drop", type=float, default=None,
+                   help="write DIR/ratios.json: per layer the largest ratio up to which the accuracy drop stays "
+                        "within this many points (0 if the first ratio already drops more)")
+    p.add_argument("--data-dir", default=None, help="dataset folder (default: the checkpoint's configuration)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch's default)")
+    p.add_argument("--out", required=True, help="output folder")
+    return p
+
+
+def run_sensitivity(args) -> dict:
+    """Check everything, evaluate every layer at every ratio, then write the files (none when refused)."""
+    args.ratios = sens.check_ratios(args.ratios)
+    checks = [(args.max_drop is None or args.max_drop >= 0, f"--max-drop must not be negative (got {args.max_drop})"),
+              (args.subset >= 1, f"--subset must be at least 1 (got {args.subset})"),
+              (args.threads >= 0, f"--threads must not be negative (got {args.threads})")]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    state, cfg, model = load_source(args.checkpoint)
+    _, _, dense = plain_copy(state["model_name"], model)
+    data = load_data(args, cfg, needed=True)
+    images, labels = ((data.test.images, data.test.labels) if args.on == "test"
+                      else sens.train_subset(data, args.subset, args.seed))
+    result = sens.analyse(dense, args.method, args.ratios, lambda m: accuracy(predict(m, images), labels),
+                          args.max_drop, _print_curve)
+    result = {"checkpoint": args.checkpoint, "evaluated_on": args.on, "images": len(labels),
+              **({"seed": args.seed} if args.on == "train-subset" else {}), **result}
+    os.makedirs(args.out, exist_ok=True)
+    write_json(result, os.path.join(args.out, "sensitivity.json"))
+    with open(os.path.join(args.out, "sensitivity.txt"), "w") as f:
+        f.write(sens.format_table(result))
+    sens.plot(result, os.path.join(args.out, "sensitivity.png"))
+    if args.max_drop is not None:
+        write_json(sens.ratio_file(args.method, result["chosen"]), os.path.join(args.out, "ratios.json"))
+    return result
+
+
+def _print_curve(name: str, accs: list) -> None:
+    """One line per layer as it is done: the analysis evaluates layers × ratios models and takes a while."""
+    print(name, " ".join("-" if a is None else f"{a:.2f}" for a in accs), flush=True)
+
+
+def sensitivity_main(argv) -> int:
+    args = build_sensitivity_parser().parse_args(argv)
+    try:
+        result = run_sensitivity(args)
+    except ConfigError as err:
+        print(f"python -m semisup.compress sensitivity: error: {err}", file=sys.stderr)
+        return 2
+    print(sens.format_table(result), end="")
+    print(f"wrote {os.path.join(args.out, 'sensitivity.json')}, .txt, .png"
+          + (" and ratios.json" if args.max_drop is not None else ""))
+    return 0
+
+
 def main(argv=None) -> int:
+    """The pruning command, or with ``sensitivity`` as the first word, the sensitivity analysis."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["sensitivity"]:
+        return sensitivity_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         result = run(args)

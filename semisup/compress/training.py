@@ -4,7 +4,9 @@
   ``after_backward`` hook, i.e. once per optimizer step, after AMP unscaling and after all micro-batches.
 - ``--prune-schedule``: magnitude pruning events in the ``after_step`` hook (after the optimizer step, weight decay
   and EMA update). Masks are computed on the raw model and applied to both the raw and the EMA model, so the
-  reported (EMA) model has the same sparsity. Event times t count completed optimizer steps.
+  reported (EMA) model has the same sparsity. Event times t count completed optimizer steps. With
+  ``--prune-ratio-file`` every layer named in the file is pruned on its own to its own ratio (oneshot, iterative,
+  agp; agp ramps each from min(--prune-initial, its ratio)), the others not at all.
 - ``--init`` of a checkpoint with masks (or ``--init-prune magnitude|taylor``) keeps its masks during fine-tuning.
 """
 from typing import Optional
@@ -13,6 +15,7 @@ import torch
 
 from ..config import Config, ConfigError
 from ..masks import Masks, get_masks, prunable_modules, set_masks, weight_param, zero_pruned_
+from .sensitivity import check_layers, masks_from_ratios, read_ratio_file, weight_layers
 from .slimming import slim_hook
 from .unstructured import agp_sparsity, magnitude_scores, masks_from_scores, set_drop_regrow
 
@@ -31,6 +34,7 @@ class PruneSchedule:
         self.kind, self.ratio, self.scope = cfg.prune_schedule, cfg.prune_ratio, cfg.prune_scope
         self.start, self.end, self.every = cfg.prune_start, cfg.prune_end or cfg.steps, cfg.prune_every
         self.initial, self.zeta, self.seed = cfg.prune_initial, cfg.set_zeta, cfg.seed
+        self.layer_ratios = read_ratio_file(cfg.prune_ratio_file) if cfg.prune_ratio_file else None
 
     def is_event(self, t: int) -> bool:
         """oneshot: t = start. Others: start, start + every, … up to end; agp and iterative also at end itself
@@ -40,6 +44,17 @@ class PruneSchedule:
         on_grid = self.start <= t <= self.end and (t - self.start) % self.every == 0
         return on_grid or (t == self.end and self.kind in ("agp", "iterative"))
 
+    def masks(self, model, t: Optional[int] = None) -> Masks:
+        """Magnitude masks for the target at event t (agp's ramp; None: the final target): --prune-ratio under
+        --prune-scope, or each layer's own ratio from the ratio file."""
+        scores = magnitude_scores(model)
+        if self.layer_ratios is None:
+            ratio = self.ratio if t is None else agp_sparsity(t, self.initial, self.ratio, self.start, self.end)
+            return masks_from_scores(scores, ratio, self.scope)
+        ratios = {name: r if t is None else agp_sparsity(t, min(self.initial, r), r, self.start, self.end)
+                  for name, r in self.layer_ratios.items()}
+        return masks_from_ratios(scores, ratios)
+
     def __call__(self, trainer, step: int) -> None:
         self.at(trainer, step + 1)
 
@@ -48,17 +63,16 @@ class PruneSchedule:
             return
         model = trainer.model
         if self.kind == "iterative":
-            masks = masks_from_scores(magnitude_scores(model), self.ratio, self.scope)
+            masks = self.masks(model)
             zero_pruned_(model, masks)
             zero_pruned_(trainer.ema.model, masks)
         elif self.kind == "set" and t > self.start:
             self._drop_regrow(trainer, t)
         elif self.kind == "agp":
-            ratio = agp_sparsity(t, self.initial, self.ratio, self.start, self.end)
-            masks, old = masks_from_scores(magnitude_scores(model), ratio, self.scope), get_masks(model)
+            masks, old = self.masks(model, t), get_masks(model)
             apply_masks(trainer, {k: m & old[k].to(m.device) if k in old else m for k, m in masks.items()})
         else:
-            apply_masks(trainer, masks_from_scores(magnitude_scores(model), self.ratio, self.scope))
+            apply_masks(trainer, self.masks(model))
 
     def _drop_regrow(self, trainer, t: int) -> None:
         """SET: per layer, drop ζ of the live weights and regrow as many at random, initialised at zero.
@@ -91,5 +105,8 @@ def install(trainer, init_masks: Optional[Masks] = None) -> None:
         if not prunable_modules(trainer.model):
             raise ConfigError("--prune-schedule: the model has no conv or linear layers to prune")
         schedule = PruneSchedule(cfg)
+        if schedule.layer_ratios is not None:
+            check_layers(schedule.layer_ratios, weight_layers(trainer.model), cfg.prune_ratio_file,
+                         "conv/linear layers")
         trainer.add_hook("after_step", schedule)
         schedule.at(trainer, 0)
