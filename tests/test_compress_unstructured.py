@@ -89,3 +89,14 @@ def test_set_falls_back_on_dropped_positions_when_few_are_pruned():
     mask[0] = False  # one pruned, three to drop
     new, grown = set_drop_regrow(score, mask, 0.3, torch.Generator().manual_seed(0))
     assert int(new.sum()) == 9 and int(grown.sum()) == 3 and grown[0]
+
+
+@pytest.mark.parametrize("scope", ["local", "global"])
+def test_masks_of_channels_last_scores_equal_the_contiguous_ones(scope):
+    """train.py runs on the CPU in channels-last: the weights' scores come in that layout."""
+    torch.manual_seed(0)
+    scores = {"conv.weight": torch.rand(8, 4, 3, 3), "fc.weight": torch.rand(10, 8)}
+    last = {k: s.to(memory_format=torch.channels_last) if s.dim() == 4 else s for k, s in scores.items()}
+    assert not last["conv.weight"].is_contiguous()
+    for key, mask in masks_from_scores(last, 0.3, scope).items():
+        assert torch.equal(mask, masks_from_scores(scores, 0.3, scope)[key])

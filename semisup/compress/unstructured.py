@@ -57,7 +57,8 @@ def masks_from_scores(scores: Scores, ratio: float, scope: str = "global") -> Ma
         raise ValueError(f"scope must be global or local, got {scope!r}")
     method = prune.L1Unstructured(amount=ratio)
     if scope == "local":
-        return {k: method.compute_mask(s, torch.ones_like(s)).bool() for k, s in scores.items()}
+        # torch's compute_mask flattens with view(): scores of a channels-last weight must be made contiguous
+        return {k: method.compute_mask(s.contiguous(), torch.ones_like(s)).bool() for k, s in scores.items()}
     flat = torch.cat([s.flatten() for s in scores.values()])
     keep = method.compute_mask(flat, torch.ones_like(flat)).bool()
     out, start = {}, 0
