@@ -14,6 +14,7 @@ from semisup import stop
 from semisup.checkpoint import load_checkpoint, step_path
 from semisup.compress import lottery as lt
 from semisup.compress import lottery_report as report
+from semisup.compress.cli import main as compress
 from semisup.compress.lottery_cli import main
 from semisup.config import Config, ConfigError, parse_args, validate
 from semisup.data import prepare_from_config
@@ -325,6 +326,13 @@ def test_bad_input_is_one_line_and_writes_nothing(fake_cifar, tmp_path, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(PREFIX) and says in err[0]
     assert any(p.fullmatch(err[0][len(PREFIX):]) for p in readme_messages()), f"not in troubleshooting.md: {err}"
+    assert not os.path.exists(out)
+
+
+def test_python_m_semisup_compress_lottery_is_this_command(fake_cifar, tmp_path, capsys):
+    out = str(tmp_path / "lt")
+    assert compress(["lottery", "--out", out, "--rounds", "0", *train_flags(fake_cifar)]) == 2
+    assert capsys.readouterr().err.startswith(PREFIX + "--rounds must be at least 1")
     assert not os.path.exists(out)
 
 

@@ -5,7 +5,8 @@ pruned.pt is an ordinary semisup checkpoint (``model_name``, ``arch``, ``model``
 methods also store their ``masks`` unless ``--remove``.
 
 ``python -m semisup.compress sensitivity`` prunes one layer at a time instead, evaluates, and with ``--max-drop``
-writes the ratio file that ``--ratio-file`` reads (``sensitivity.py``).
+writes the ratio file that ``--ratio-file`` reads (``sensitivity.py``); ``python -m semisup.compress lottery`` trains
+lottery tickets with rewinding and their two controls (``lottery_cli.py``).
 """
 import argparse
 import os
@@ -48,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "time; slim and l1-filter remove channels for real.",
                 epilog="python -m semisup.compress sensitivity --checkpoint C --out DIR [--max-drop D]: prune one "
                        "layer at a time at increasing ratios, evaluate each without fine-tuning, and write the "
-                       "curves and (with --max-drop) DIR/ratios.json for --ratio-file; its --help lists its flags.")
+                       "curves and (with --max-drop) DIR/ratios.json for --ratio-file; its --help lists its flags. "
+                       "python -m semisup.compress lottery --out DIR --rounds R -- <train.py flags>: lottery "
+                       "tickets with rewinding and their reinit and random controls; its --help lists its flags.")
     p.add_argument("--checkpoint", required=True, help="semisup checkpoint (e.g. runs/x/last.pt)")
     p.add_argument("--method", required=True, choices=UNSTRUCTURED + STRUCTURED,
                    help="magnitude: |w|; taylor: |w * mean gradient| of the training loss (masks); slim: bn2 |gamma|; "
@@ -335,10 +338,14 @@ def sensitivity_main(argv) -> int:
 
 
 def main(argv=None) -> int:
-    """The pruning command, or with ``sensitivity`` as the first word, the sensitivity analysis."""
+    """The pruning command, or with ``sensitivity`` as the first word, the sensitivity analysis, with ``lottery``
+    the lottery tickets."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["sensitivity"]:
         return sensitivity_main(argv[1:])
+    if argv[:1] == ["lottery"]:
+        from .lottery_cli import main as lottery_main  # imports the training code, which pruning does not need
+        return lottery_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         result = run(args)

@@ -72,9 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                       description="Lottery tickets with rewinding (iterative magnitude pruning) and their two "
                                   "controls, each run a resumable train.py run of the flags after '--'; results in "
-                                  "DIR/lottery.json, .txt and .png.")
-    p.add_argument("--out", required=True, help="folder of the lottery: round0, round<r>, reinit<r>, random<r>")
-    p.add_argument("--rounds", type=int, required=True, help="pruning rounds after the dense round 0")
+                                  "DIR/lottery.json, .txt and .png.",
+                      epilog="python train.py --help lists the train.py flags; docs/compression.md, Lottery "
+                             "tickets, the folders and the results.")
+    p.add_argument("--out", required=True, default=argparse.SUPPRESS,
+                   help="folder of the lottery: round0, round<r>, reinit<r>, random<r>")
+    p.add_argument("--rounds", type=int, required=True, default=argparse.SUPPRESS,
+                   help="pruning rounds after the dense round 0")
     p.add_argument("--prune-fraction", type=float, default=0.2,
                    help="fraction of the surviving conv/linear weights pruned per round (open_lth's 0.2)")
     p.add_argument("--rewind-step", type=int, default=0,
