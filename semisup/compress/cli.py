@@ -343,6 +343,10 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["sensitivity"]:
         return sensitivity_main(argv[1:])
+    if argv[:1] == ["study"]:
+        from ..paper.study import main as study_main
+        from ..paper.sweep import TRAIN_PY
+        return study_main(argv[1:], TRAIN_PY)
     if argv[:1] == ["lottery"]:
         from .lottery_cli import main as lottery_main  # imports the training code, which pruning does not need
         return lottery_main(argv[1:])

@@ -3,8 +3,9 @@
 The pruning is exactly ``python -m semisup.compress --checkpoint C --method METHOD --ratio R`` with that command's
 defaults (its EMA model; global scope, except local for l1-filter; a per-layer cap of 0.9; network slimming's
 gather on ResNet-164/DenseNet-40), so a compress-then-fine-tune pipeline becomes one train.py run per stage and a
-sweep can run, resume and schedule it like any other run. The run folder gets ``init_prune.json``: the sizes before
-and after and the test accuracy of the pruned model before any fine-tuning (network slimming's "pruned" column).
+sweep can run, resume and schedule it like any other run. The run folder gets ``init_prune.json``: the sizes and
+CPU latency (batch 1 and 256) before and after, and the test accuracy of the pruned model before any fine-tuning
+(network slimming's "pruned" column).
 Pruning is deterministic, so a resumed run rebuilds the same shape and masks, and keeps the record it wrote.
 """
 from typing import Tuple
@@ -39,9 +40,11 @@ def pruned_init(cfg: Config, data) -> Tuple[torch.nn.Module, Masks, dict]:
     taylor_data = load_taylor_data(args, source_cfg) if args.method == "taylor" else None
     pruned = prune(model, args, source_cfg, taylor_data)
     _, masks, final = plain_copy(state["model_name"], pruned)
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
     record = {"init": cfg.init, "method": args.method, "ratio": args.ratio, "scope": args.scope,
               "arch": {"before": dict(state["arch"]), "after": dict(final.arch)},
-              **rep.before_after(rep.sizes(dense), rep.sizes(pruned)),
+              **rep.compare(dense, pruned, repeats=args.latency_repeats, memory_format=layout),
+              "latency_layout": "channels_last" if args.channels_last else "contiguous",
               "test_acc": {"before": test_accuracy(dense, data), "after": test_accuracy(pruned, data)}}
     return final.train(), masks, record
 

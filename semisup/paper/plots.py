@@ -9,7 +9,7 @@ from .numbers import COMPARISON, LABELS, PAPER_STEPS
 CURVES = (("test_acc_ema", "EMA model", "-"), ("test_acc", "raw model", "--"))
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -19,7 +19,7 @@ def _pyplot():
 def plot_labels(records: Sequence[dict], path: str) -> None:
     """Error vs number of labels: the ``labels`` table (and ``supervised``, if run) with the paper's curve, from
     the tables' cell records."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     n = sorted(LABELS)
     ax.errorbar(n, [LABELS[k][0] for k in n], yerr=[LABELS[k][1] for k in n], fmt="o--", color="gray",
@@ -51,7 +51,7 @@ FIGURES = {"table5": "Figure 2: CIFAR-10", "table6": "Figure 3: SVHN", "table7":
 def plot_comparison(records: Sequence[dict], table: str, path: str) -> None:
     """Error vs labels per method (the paper's Figures 2 and 3): each method measured here (solid, ± std over its
     seeds) beside the paper's values (dashed, the same colour), from the tables' cell records."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     recs = [r for r in records if r["table"] == table]
     for i, row in enumerate(dict.fromkeys([*COMPARISON[table], *(r["row"] for r in recs)])):
@@ -98,7 +98,7 @@ def mean_and_spread(histories: Sequence[Sequence[dict]], metric: str):
 def plot_curves(cells: Sequence, table: str, path: str) -> None:
     """Test accuracy against steps for every row@labels of ``table``: EMA (solid) and raw (dashed) model, the
     mean over seeds as a line and the spread between seeds (min to max) as a band."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, cell in enumerate(c for c in cells if c.table == table):
         color = f"C{i % 10}"

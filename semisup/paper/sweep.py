@@ -245,7 +245,7 @@ def status_main(argv: Sequence[str]) -> int:
     return status.report(parser.parse_args(list(argv)).out)
 
 
-def _launch(args, runs: List[Run], configs: List[Config], extra: Sequence[str], train_py: str) -> int:
+def launch_runs(args, runs: List[Run], configs: List[Config], extra: Sequence[str], train_py: str) -> int:
     if args.launcher == "slurm":
         if args.parallel != 1:
             raise ConfigError("--parallel is for --launcher local; on SLURM every run is its own array task")
@@ -297,7 +297,7 @@ def main(argv=None, train_py: str = TRAIN_PY) -> int:
               f"step (scaled per run by its relative work)")
         return 0
     try:
-        return _launch(args, runs, configs, extra, train_py)
+        return launch_runs(args, runs, configs, extra, train_py)
     except ConfigError as err:
         print(f"sweep.py: error: {err}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from .numbers import PAPER_STEPS, paper_error
 from .plots import FIGURES, plot_comparison, plot_curves, plot_labels
 from .settings import TABLES
 from .slimming_table import render_slimming
+from .study_plots import render_study
 
 ROW_DIR = re.compile(r"^(?P<row>.+)@(?P<labels>\d+)$")
 SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")
@@ -265,8 +266,9 @@ def render(root: str, metric: str = "test_acc_ema") -> Tuple[str, List[str]]:
     with open(files[0], "w") as f:
         f.write(text)
     write_csv(cells, files[1])
-    slim_text, slim_files = render_slimming(cells, root)
-    text, files = text + ("\n" + slim_text if slim_text else ""), files + slim_files
+    for extra in (render_slimming, render_study):
+        more_text, more_files = extra(cells, root)
+        text, files = text + ("\n" + more_text if more_text else ""), files + more_files
     records = [cell_record(c) for c in cells]
     if any(c.table == "labels" for c in cells):
         files.append(os.path.join(root, "labels.png"))
