@@ -29,7 +29,7 @@ from .distributed import any_rank, barrier, broadcast_from_main, mean_over_ranks
 from .engine import Trainer
 from .guard import LossGuard, NonFiniteLoss, check_weights_finite, guarded_step
 from .masks import Masks
-from .models import MODELS, create_model
+from .models import MODELS, create_model, unknown_model
 from .provenance import provenance
 from .records import json_line, summary, write_json
 from .runtime import device_name, make_runtime
@@ -80,7 +80,7 @@ def build_model(cfg: Config, data: SSLData) -> Tuple[torch.nn.Module, Masks, Opt
     """(the --model network for the dataset, or the shape and weights of --init, pruned first by --init-prune;
     the masks to keep while training; the record of --init-prune, else None)."""
     if cfg.model not in MODELS:
-        raise ConfigError(f"--model must be one of {', '.join(sorted(MODELS))} (got {cfg.model})")
+        raise ConfigError(unknown_model(cfg.model))
     num_classes = data.num_classes
     if not cfg.init:
         return create_model(cfg.model, num_classes, image_size=data.image_size), {}, None

@@ -128,3 +128,49 @@ def test_compress_cli_refuses_past_the_cap_and_wrn_only_methods(tmp_path, capsys
     assert compress(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and not out.exists()
+
+
+# ----- bad input: one line, exit 2, nothing written ---------------------------------------------------------------
+def _without_batch_norm(num_classes=10, image_size=32, **arch):
+    """A VGG whose batch norms were left out, as a network trained without them would be."""
+    model = create_model("vgg19", num_classes, **{**SMALL["vgg19"], **arch})
+    model.layers = torch.nn.Sequential(*[torch.nn.Identity() if isinstance(m, torch.nn.BatchNorm2d) else m
+                                         for m in model.layers])
+    return model
+
+
+def test_slimming_a_network_without_batch_norm_is_refused(tmp_path, capsys, monkeypatch, fake_cifar):
+    from semisup import models
+    from semisup.checkpoint import FORMAT, VERSION, atomic_save
+    from semisup.compress.cli import main as compress
+    from semisup.runner import main as train
+
+    from conftest import TINY
+
+    monkeypatch.setitem(models.MODELS, "vgg-no-bn", _without_batch_norm)
+    model = _without_batch_norm()
+    path = str(tmp_path / "no-bn.pt")
+    atomic_save({"format": FORMAT, "version": VERSION, "model_name": "vgg-no-bn", "arch": dict(model.arch),
+                 "model": model.state_dict(), "ema": model.state_dict(), "step": 0}, path)
+    out = tmp_path / "refused"
+    assert compress(["--checkpoint", path, "--out", str(out), "--method", "slim", "--no-eval"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the network has no batch norm" in err[0] and not out.exists()
+    assert train(TINY + ["--model", "vgg-no-bn", "--data-dir", fake_cifar, "--out", str(out), "--steps", "1",
+                         "--slim-lambda", "1e-4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--slim-lambda: the model has no batch norm" in err[0] and not out.exists()
+
+
+def test_a_checkpoint_of_one_network_given_to_anothers_surgery_is_refused(tmp_path, capsys):
+    from semisup.checkpoint import atomic_save, load_checkpoint
+    from semisup.compress.cli import main as compress
+
+    path, _ = _checkpoint(tmp_path, "densenet-40")
+    state = load_checkpoint(path)
+    state["model_name"] = "preresnet-164"  # a DenseNet's weights and arch, named as another network
+    atomic_save(state, path)
+    out = tmp_path / "refused"
+    assert compress(["--checkpoint", path, "--out", str(out), "--method", "slim", "--no-eval"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot rebuild model 'preresnet-164'" in err[0] and not out.exists()

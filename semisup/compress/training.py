@@ -15,6 +15,7 @@ import torch
 
 from ..config import Config, ConfigError
 from ..masks import Masks, get_masks, prunable_modules, set_masks, weight_param, zero_pruned_
+from ..models import batch_norms
 from .sensitivity import check_layers, masks_from_ratios, read_ratio_file, weight_layers
 from .slimming import slim_hook
 from .unstructured import agp_sparsity, magnitude_scores, masks_from_scores, set_drop_regrow
@@ -100,6 +101,8 @@ def install(trainer, init_masks: Optional[Masks] = None) -> None:
     if init_masks:
         apply_masks(trainer, init_masks)
     if cfg.slim_lambda > 0:
+        if not batch_norms(trainer.model):
+            raise ConfigError("--slim-lambda: the model has no batch norm, whose γ network slimming penalises")
         trainer.add_hook("after_backward", slim_hook(cfg.slim_lambda))
     if cfg.prune_schedule != "none":
         if not prunable_modules(trainer.model):

@@ -10,6 +10,7 @@ DenseNet-40) have one shape whatever the image size: they end in a mean over the
 original's fixed average pool.
 """
 import math
+import re
 from contextlib import contextmanager
 from typing import Callable, Dict, List
 
@@ -17,6 +18,7 @@ import torch.nn as nn
 
 from .densenet import DenseNet
 from .preresnet import PreResNet
+from .vgg import DEPTHS as VGG_DEPTHS
 from .vgg import VGG
 from .wideresnet import WideResNet
 
@@ -39,9 +41,9 @@ def _wrn(filters: int, cap: int = 0, **fixed) -> Callable[..., nn.Module]:
     return build
 
 
-def _cifar(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+def _cifar(cls: Callable[..., nn.Module], **defaults) -> Callable[..., nn.Module]:
     def build(num_classes: int, image_size: int = 32, **arch) -> nn.Module:
-        return cls(num_classes, **arch)
+        return cls(num_classes, **{**defaults, **arch})
     return build
 
 
@@ -55,19 +57,29 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
     "wrn-16-1": _wrn(16, depth=16),
     # A tiny WRN-10 for tests and smoke runs: same code path, a hundredth of the cost (widths 8/16/16[/16]).
     "wrn-10-tiny": _wrn(8, cap=16, stem=4, depth=10),
-    # Network slimming's networks, with its initialisation (batch-norm γ = 0.5): VGG-19 with batch norm (20,040,522
-    # parameters at 10 classes), the bottleneck pre-activation ResNet-164 and DenseNet-40 (growth 12).
-    "vgg19": _cifar(VGG),
+    # Network slimming's networks, with its initialisation (batch-norm γ = 0.5): VGG-19 with batch norm (20,035,018
+    # parameters at 10 classes; its vgg.py's other depths 11, 13 and 16 too), the bottleneck pre-activation
+    # ResNet-164 and DenseNet-40 (growth 12).
+    **{f"vgg{depth}": _cifar(VGG, cfg=cfg) for depth, cfg in VGG_DEPTHS.items()},
     "preresnet-164": _cifar(PreResNet),
     "densenet-40": _cifar(DenseNet),
 }
+
+
+def unknown_model(name: str) -> str:
+    """The one-line answer to a --model that is not registered (a VGG of another depth gets the depths there are)."""
+    vgg = re.fullmatch(r"vgg(\d+)", name)
+    if vgg:
+        depths = ", ".join(map(str, VGG_DEPTHS))
+        return f"there is no VGG of depth {vgg[1]}: network slimming's VGG has depths {depths} (--model vgg19, ...)"
+    return f"--model must be one of {', '.join(sorted(MODELS))} (got {name})"
 
 
 def create_model(name: str, num_classes: int = 10, image_size: int = 32, **arch) -> nn.Module:
     """Build a registered model for ``image_size`` images; ``arch`` overrides its shape (e.g. the inner widths
     of a pruned network, or every width when rebuilding a saved model)."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(sorted(MODELS))}")
+        raise ValueError(unknown_model(name))
     return MODELS[name](num_classes, image_size=image_size, **arch)
 
 

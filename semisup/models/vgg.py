@@ -13,6 +13,11 @@ import torch
 import torch.nn as nn
 
 VGG19 = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512)
+# The depths network slimming's vgg.py defines (its defaultcfg): conv layers + the classifier.
+DEPTHS = {11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512),
+          13: (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512),
+          16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512),
+          19: VGG19}
 BN_GAMMA = 0.5
 
 
