@@ -174,3 +174,43 @@ def test_a_checkpoint_of_one_network_given_to_anothers_surgery_is_refused(tmp_pa
     assert compress(["--checkpoint", path, "--out", str(out), "--method", "slim", "--no-eval"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot rebuild model 'preresnet-164'" in err[0] and not out.exists()
+
+
+# ----- each network end to end: train (accumulation, sparsity), slim, ONNX, evaluate.py, fine-tune --------------
+@pytest.mark.parametrize("name", NETWORKS)
+def test_each_network_trains_slims_exports_and_evaluates(tmp_path, fake_cifar, name):
+    import json
+
+    onnx = pytest.importorskip("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    from semisup.checkpoint import load_checkpoint
+    from semisup.compress.cli import main as compress
+    from semisup.evaluate.evaluation import main as evaluate
+    from semisup.runner import main as train
+
+    from conftest import TINY
+
+    small_init, _ = _checkpoint(tmp_path, name)  # a small instance of the network (its arch travels in --init)
+    base = TINY + ["--model", name, "--data-dir", fake_cifar, "--algorithm", "supervised", "--eval-every", "2"]
+    assert train(base + ["--out", str(tmp_path / "sparse"), "--steps", "2", "--accum-steps", "2",
+                         "--slim-lambda", "1e-4", "--init", small_init]) == 0
+    out = tmp_path / "slim"
+    assert compress(["--checkpoint", str(tmp_path / "sparse" / "last.pt"), "--out", str(out), "--method", "slim",
+                     "--ratio", "0.4", "--onnx", "--latency-repeats", "1", "--threads", "1"]) == 0
+    state = load_checkpoint(str(out / "pruned.pt"))
+    small = model_from_arch(name, state["arch"]).eval()
+    small.load_state_dict(state["ema"])
+    x = torch.randn(2, 3, 32, 32)
+    graph = onnx.load(str(out / "pruned.onnx"))
+    onnx.checker.check_model(graph)
+    with torch.no_grad():
+        expected = small(x)
+    got = torch.from_numpy(ReferenceEvaluator(graph).run(None, {"images": x.numpy()})[0])
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+    assert evaluate(["--checkpoint", str(out / "pruned.pt"), "--data-dir", fake_cifar, "--threads", "1",
+                     "--amp", "none", "--out", str(tmp_path / "eval")]) == 0
+    with open(tmp_path / "eval" / "metrics.json") as f, open(out / "report.json") as g:
+        assert json.load(f)["top1"] == pytest.approx(json.load(g)["test_acc"]["after"], abs=1e-6)
+    assert train(base + ["--out", str(tmp_path / "ft"), "--steps", "1", "--init", str(out / "pruned.pt")]) == 0
+    assert load_checkpoint(str(tmp_path / "ft" / "last.pt"))["arch"] == state["arch"]
