@@ -118,6 +118,7 @@ SLIMMING = {
     ("cifar100", "preresnet-164"): ((23.37, 1.73e6, 5.00e8), {0.4: (22.87, 1.46e6, 3.33e8),
                                                              0.6: (23.91, 1.21e6, 2.47e8)}),
 }
+SLIMMING_STEPS = 125_000  # the original recipe: 160 epochs of the 50,000 training images at batch 64
 SLIMMING_LAMBDA = {"vgg19": 1e-4, "preresnet-164": 1e-5, "densenet-40": 1e-5}  # the sparsity s of each network
 # The PyTorch repository's README: test accuracy % of the pruned network before fine-tuning (CIFAR-10).
 SLIMMING_PRUNED_ACC = {("cifar10", "vgg19", 0.7): 32.54, ("cifar10", "preresnet-164", 0.4): 94.58,
@@ -144,6 +145,12 @@ def _slimming_error(row: str) -> Optional[Tuple[float, Optional[float]]]:
     if ratio is None:
         return base[0], None
     return (pruned[ratio][0], None) if ratio in pruned else None
+
+
+def paper_steps(table: str, row: str) -> int:
+    """The optimizer steps of the paper's run of this row: network slimming's recipe for its networks, else
+    MixMatch's 2^20."""
+    return SLIMMING_STEPS if table == "slimming" and slimming_row(row) else PAPER_STEPS
 
 
 def paper_error(table: str, row: str, labels: int) -> Optional[Tuple[float, Optional[float]]]:

@@ -116,7 +116,7 @@ COMPARE_QUICK = Table(rows={**{row: flags for row, flags in COMPARISON_TABLES["t
 # trained one). The sparsity run adds s·sign(γ); fine-tuning prunes it (--init-prune slim) and trains again.
 SLIM_RECIPE = ("--algorithm", "supervised", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9", "--wd-mode",
                "l2", "--wd", "1e-4", "--lr-schedule", "step", "--lr-milestones", "0.5,0.75", "--batch-size", "64",
-               "--ema-decay", "0", "--steps", "125000")
+               "--ema-decay", "0", "--steps", str(paper.SLIMMING_STEPS))
 SLIM_LABELS = {"cifar10": 49990, "cifar100": 49900}
 # The same pipeline for MixMatch's own network, trained by MixMatch on 4,000 labels with its official settings
 # (Adam, λu 75, 2^20 steps), the slimming penalty on every batch-norm γ, and its blocks' inner channels pruned.

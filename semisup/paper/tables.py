@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..records import median_of_last, model_selection, read_json, read_metrics
-from .numbers import PAPER_STEPS, paper_error
+from .numbers import PAPER_STEPS, SLIMMING_STEPS, paper_error, paper_steps
 from .plots import FIGURES, plot_comparison, plot_curves, plot_labels
 from .settings import TABLES
 from .slimming_table import render_slimming
@@ -157,7 +157,8 @@ def cell_record(cell: Cell) -> dict:
     return {"table": cell.table, "row": cell.row, "labels": cell.labels, "error_mean": mean, "error_std": std,
             "paper_error": paper[0] if paper else None, "paper_std": paper[1] if paper else None,
             "diff": mean - paper[0] if paper else None, "seeds": len(cell.runs), "steps_min": min(steps),
-            "steps_max": max(steps), "paper_steps": PAPER_STEPS, "evals_min": min(r.n_evals for r in cell.runs),
+            "steps_max": max(steps), "paper_steps": paper_steps(cell.table, cell.row),
+            "evals_min": min(r.n_evals for r in cell.runs),
             "seed_errors": " ".join(f"seed{r.seed}={r.error:.2f}" for r in cell.runs),
             "final_error_mean": _mean_of(cell, "final_error"),
             "best_valid_error_mean": _mean_of(cell, "best_valid_error"),
@@ -186,6 +187,12 @@ def _hours(rec: dict) -> str:
     return "—" if rec["device_hours"] is None else f"{rec['device_hours']:.2g}"
 
 
+def _paper_steps_text(table: str) -> str:
+    if table == "slimming":
+        return f"{SLIMMING_STEPS:,} (network slimming's recipe; the MixMatch rows {PAPER_STEPS:,})"
+    return f"{PAPER_STEPS:,}"
+
+
 def _header(table: str, cells: Sequence[Cell], which: str) -> List[str]:
     runs = [r for c in cells if c.table == table for r in c.runs]
     n_last = "/".join(map(str, sorted({r.n_last for r in runs})))
@@ -198,7 +205,8 @@ def _header(table: str, cells: Sequence[Cell], which: str) -> List[str]:
     return [f"## {table}", "",
             f"Error % = 100 − median {which} of a run's last {n_last} evaluations (`evals`: how many there were); "
             f"mean ± sample std over the seeds found. `steps`: what was run, in percent of the paper's "
-            f"{PAPER_STEPS:,} per run. Protocol: {protocol}; precision: {', '.join(precision) or 'unknown'}; "
+            f"{_paper_steps_text(table)} per run. Protocol: {protocol}; "
+            f"precision: {', '.join(precision) or 'unknown'}; "
             f"running averages: {', '.join(averages) or 'unknown'} (warm: TF's num_updates rule for the EMA and the "
             f"batch-norm statistics at the start, the official updates after 9,000 steps). "
             f"Beside it, as mean errors: `final` (the last evaluation), `best valid` (at the best EMA validation "
