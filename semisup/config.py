@@ -142,10 +142,14 @@ class CommonConfig:
     prune_end: int = _opt(0, "last pruning event; agp reaches --prune-ratio there (0: --steps, so raising "
                              "--steps on resume stretches the rest of the schedule; set it to extend a run)")
     prune_every: int = _opt(1024, "steps between pruning events (iterative, agp, set)")
-    prune_initial: float = _opt(0.0, "agp: sparsity at --prune-start")
+    prune_initial: float = _opt(0.0, "agp: sparsity at --prune-start, at most --prune-ratio (with "
+                                     "--prune-ratio-file: below 1, each layer starting at the smaller of it and its "
+                                     "own ratio)")
     prune_ratio_file: str = _opt("", "oneshot, iterative, agp: each conv/linear layer's own target from this ratio "
-                                     "file (python -m semisup.compress sensitivity --max-drop writes one) instead of "
-                                     "--prune-ratio and --prune-scope; layers it does not name are not pruned")
+                                     "file of a magnitude or taylor method (python -m semisup.compress sensitivity "
+                                     "--max-drop writes one) instead of --prune-ratio and --prune-scope, which must "
+                                     "keep their defaults; layers it does not name are not pruned; the checkpoints "
+                                     "keep its ratios and a resumed run refuses a file that changed")
     set_zeta: float = _opt(0.3, "set: fraction of live weights dropped (smallest) and regrown (random) per event")
     keep_step: int = _opt(-1, "also keep the full training state at this step (model, EMA, optimizer, schedule, "
                               "RNG) as RUN/step<K>.pt, never rotated away (0: before the first step; -1: none); "
@@ -356,15 +360,25 @@ def _validate_optimizer(cfg: Config) -> None:
             raise ConfigError(message)
 
 
+def _default(name: str):
+    return CommonConfig.__dataclass_fields__[name].default
+
+
 def _validate_pruning(cfg: Config) -> None:
     end = cfg.prune_end or cfg.steps
+    by_file = bool(cfg.prune_ratio_file)
     checks = [
         (cfg.prune_schedule in PRUNE_SCHEDULES,
          f"--prune-schedule must be one of {', '.join(PRUNE_SCHEDULES)} (got {cfg.prune_schedule})"),
         (cfg.prune_scope in SCOPES, f"--prune-scope must be global or local (got {cfg.prune_scope})"),
         (0 <= cfg.prune_ratio < 1, f"--prune-ratio must be in [0, 1) (got {cfg.prune_ratio})"),
-        (0 <= cfg.prune_initial <= cfg.prune_ratio,
+        (not by_file or (cfg.prune_ratio, cfg.prune_scope) == (_default("prune_ratio"), _default("prune_scope")),
+         "--prune-ratio-file gives every layer its own ratio: drop --prune-ratio and --prune-scope"),
+        (by_file or 0 <= cfg.prune_initial <= cfg.prune_ratio,
          f"--prune-initial must be in [0, --prune-ratio] (got {cfg.prune_initial})"),
+        (not by_file or 0 <= cfg.prune_initial < 1,
+         f"--prune-initial must be in [0, 1) (got {cfg.prune_initial}); with --prune-ratio-file each layer ramps "
+         f"from the smaller of it and its own ratio"),
         (0 < cfg.set_zeta < 1, f"--set-zeta must be in (0, 1) (got {cfg.set_zeta})"),
         (cfg.prune_every >= 1, f"--prune-every must be at least 1 (got {cfg.prune_every})"),
         (cfg.prune_start >= 0 and cfg.prune_end >= 0, "--prune-start and --prune-end must not be negative"),

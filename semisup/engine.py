@@ -68,6 +68,7 @@ class Trainer:
         self.history = []
         self.reset_window()
         self.hooks = {name: [] for name in HOOKS}
+        self.extra_state = {}  # entries the installed compression keeps in every checkpoint (the ratio file's ratios)
 
     @property
     def images_per_step(self) -> int:
@@ -213,7 +214,7 @@ class Trainer:
                 "algorithm": self.algorithm.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else {},
                 "step": self.step, "rng": rng, "samplers": {k: s.state_dict() for k, s in self.samplers.items()},
-                "history": list(self.history), "window": window}
+                "history": list(self.history), "window": window, **self.extra_state}
 
     def load_state_dict(self, state: dict) -> None:
         restore_rng_state(state["rng"], self.rt.rank, self.rt.world_size, self.rt.device)

@@ -8,7 +8,7 @@ import json
 import math
 import os
 import statistics
-from typing import List, Sequence, Tuple
+from typing import Callable, List, Sequence, Tuple
 
 PAPER_METRIC = "test_acc_ema"  # the paper reports the EMA model's test accuracy
 
@@ -36,6 +36,23 @@ def write_json(obj, path: str) -> None:
         json.dump(_clean(obj), f, indent=2)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def replace_whole(save: Callable[[str], None], path: str) -> None:
+    """``save(tmp)``, then rename ``tmp`` to ``path``: for files another library writes (a figure), so readers
+    never see one half-written. The temporary name keeps the extension, from which matplotlib takes the format."""
+    root, ext = os.path.splitext(path)
+    tmp = f"{root}.tmp{ext}"
+    save(tmp)
+    os.replace(tmp, path)
+
+
+def write_text(text: str, path: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    def save(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write(text)
+    replace_whole(save, path)
 
 
 def read_json(path: str):

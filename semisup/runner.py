@@ -22,6 +22,7 @@ from .checkpoint import (
 )
 from .compress.init_prune import RECORD as INIT_PRUNE_RECORD
 from .compress.init_prune import pruned_init
+from .compress.training import check_resumed
 from .compress.training import install as install_compression
 from .config import TRAIN_DESCRIPTION, Config, ConfigError, config_differences, first_line, parse_args
 from .data import SSLData, prepare_from_config
@@ -150,6 +151,7 @@ def resume(trainer: Trainer, out: str) -> None:
     if diff:
         raise ConfigError(f"{path} was written by a run with another configuration "
                           f"({_show_differences(saved, new, diff)}); use another --out, or --force-new")
+    check_resumed(trainer, state, path)
     try:
         trainer.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError, ValueError) as err:

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from semisup.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, model_from_checkpoint
-from semisup.compress import netslim
+from semisup.compress import cli, netslim
 from semisup.compress.cli import main as compress
 from semisup.compress.sensitivity import analyse, ratio_within, ratios_within
 from semisup.compress.surgery import remove_channels
-from semisup.compress.training import PruneSchedule
+from semisup.compress.training import RATIOS_KEY, PruneSchedule
 from semisup.compress.unstructured import agp_sparsity
-from semisup.config import Config
+from semisup.config import Config, ConfigError, validate
 from semisup.data import prepare_data
 from semisup.models import create_model
 from semisup.predict import accuracy, predict
@@ -127,14 +127,66 @@ def test_max_drop_chooses_within_and_writes_the_files(trained, tmp_path):
     assert [line.split()[0] for line in table[2:]] == list(result["layers"])
 
 
-def test_train_subset_is_seeded_training_images(trained, tmp_path):
-    a = sensitivity(trained, tmp_path / "a", "--on", "train-subset", "--subset", "50", "--ratios", "0.5")
-    b = sensitivity(trained, tmp_path / "b", "--on", "train-subset", "--subset", "50", "--ratios", "0.5")
-    c = sensitivity(trained, tmp_path / "c", "--on", "train-subset", "--subset", "50", "--ratios", "0.5",
-                    "--seed", "1")
-    assert a["images"] == 50 and a["evaluated_on"] == "train-subset"
+@pytest.fixture(scope="module")
+def split(fake_cifar):
+    """The tiny run's data, split as it was (40 labeled, 100 validation images, seed 1)."""
+    return prepare_data(fake_cifar, 40, 100, 1)
+
+
+def rows(images):
+    """Each image's bytes: which images a set holds, whatever their order."""
+    return [x.numpy().tobytes() for x in images]
+
+
+def evaluated_images(monkeypatch, checkpoint, out, *flags):
+    """The images every evaluation of a sensitivity run used (checked to be the same for all), and its result."""
+    seen = []
+
+    def spy(model, images, *args, **kwargs):
+        seen.append(images)
+        return predict(model, images, *args, **kwargs)
+    monkeypatch.setattr(cli, "predict", spy)
+    result = sensitivity(checkpoint, out, "--ratios", "0.5", *flags)
+    assert len(seen) == 1 + len(result["layers"])  # the unpruned model, then each layer at the one ratio
+    assert all(torch.equal(images, seen[0]) for images in seen)
+    return seen[0], result
+
+
+def test_on_valid_evaluates_the_runs_validation_images_only(trained, tmp_path, split, monkeypatch):
+    images, result = evaluated_images(monkeypatch, trained, tmp_path / "all", "--on", "valid")
+    assert torch.equal(images, split.valid.images)
+    assert result["evaluated_on"] == "valid" and result["images"] == len(split.valid.labels) == 100
+    assert result["base_acc"] == accuracy(predict(ema(trained), split.valid.images), split.valid.labels)
+    some, result = evaluated_images(monkeypatch, trained, tmp_path / "some", "--on", "valid", "--subset", "30")
+    assert len(some) == result["images"] == 30 and result["seed"] == 0
+    valid = set(rows(split.valid.images))
+    trained_on = set(rows(split.labeled.images)) | set(rows(split.unlabeled.images)) | set(rows(split.test.images))
+    assert len(valid) == 100 and not valid & trained_on  # the generated images are all different
+    assert set(rows(some)) <= valid and not set(rows(some)) & trained_on
+
+
+def test_valid_subset_is_seeded(trained, tmp_path):
+    a = sensitivity(trained, tmp_path / "a", "--on", "valid", "--subset", "50", "--ratios", "0.5")
+    b = sensitivity(trained, tmp_path / "b", "--on", "valid", "--subset", "50", "--ratios", "0.5")
+    c = sensitivity(trained, tmp_path / "c", "--on", "valid", "--subset", "50", "--ratios", "0.5", "--seed", "1")
     assert a["layers"] == b["layers"] and a["base_acc"] == b["base_acc"]
     assert a["layers"] != c["layers"]
+
+
+def test_channel_ratios_past_the_cap_are_not_evaluated(trained, tmp_path):
+    """0.95 of a 16-channel group removes 15, past the pruning command's default cap (0.9: 14): not evaluated, so
+    the chosen ratios stay within the cap and the pruning command accepts the file."""
+    result = sensitivity(trained, tmp_path / "sens", "--method", "slim", "--ratios", "0.5", "0.95",
+                         "--max-drop", "100")
+    assert result["max_layer_ratio"] == 0.9
+    assert all(layer["accuracy"][1] is None for layer in result["layers"].values())
+    assert set(result["chosen"].values()) == {0.5}
+    assert compress(["--checkpoint", trained, "--out", str(tmp_path / "pruned"), "--method", "slim", "--ratio-file",
+                     str(tmp_path / "sens" / "ratios.json"), "--no-eval", "--latency-repeats", "1",
+                     "--threads", "1"]) == 0
+    uncapped = sensitivity(trained, tmp_path / "uncapped", "--method", "slim", "--ratios", "0.95",
+                           "--max-layer-ratio", "1")
+    assert uncapped["layers"]["blocks.1.bn2"]["accuracy"][0] is not None  # 16 channels: one left
 
 
 def ratio_file(path, ratios, method="magnitude"):
@@ -211,10 +263,16 @@ def test_ratio_file_drives_the_oneshot_schedule(trained, tmp_path, fake_cifar):
         assert int((state["ema"][key] == 0).sum()) >= expected, key
 
 
-BAD_FILES = {"unknown layer": ({"ratios": {"blocks.0.conv9": 0.5}}, "names 1 layer(s) this network does not have"),
-             "ratio 1": ({"ratios": {"fc": 1.0}}, "ratios must lie in [0, 1)"),
-             "negative": ({"ratios": {"fc": -0.1}}, "ratios must lie in [0, 1)"),
-             "a list": ([0.5], "expected {"), "no layers": ({"ratios": {}}, "expected {")}
+BAD_FILES = {"unknown layer": ({"method": "magnitude", "ratios": {"blocks.0.conv9": 0.5}},
+                               "names 1 layer(s) this network does not have"),
+             "ratio 1": ({"method": "magnitude", "ratios": {"fc": 1.0}}, "ratios must lie in [0, 1)"),
+             "negative": ({"method": "magnitude", "ratios": {"fc": -0.1}}, "ratios must lie in [0, 1)"),
+             "a list": ([0.5], "expected {"), "no layers": ({"ratios": {}}, "expected {"),
+             "channel groups": ({"method": "slim", "ratios": {"blocks.0.bn2": 0.5}},
+                                "is a slim file, of channel groups; "),
+             "unknown method": ({"method": "prune", "ratios": {"fc": 0.5}},
+                                "method 'prune' is none of magnitude, taylor, slim, l1-filter"),
+             "no method": ({"ratios": {"fc": 0.5}}, "method None is none of")}
 
 
 PREFIXES = ("python -m semisup.compress sensitivity: error: ", "python -m semisup.compress: error: ",
@@ -261,16 +319,30 @@ def test_unreadable_ratio_file(trained, tmp_path, capsys, content, message):
     assert message in err and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("ratios, flags, message", [
-    ({"fc": 0.5}, ["--method", "slim"], "names 1 layer(s) this network does not have"),  # a magnitude file
-    ({"fc": 0.5}, ["--method", "magnitude", "--ratio", "0.5"], "drop --ratio and --scope"),
-    ({"fc": 0.5}, ["--method", "slim", "--prune-residual"], "--prune-residual has no ratio there"),
-    ({"blocks.0.bn2": 0.95}, ["--method", "slim"], "blocks.0.bn2: ratio 0.95 removes more than the per-layer cap"),
+@pytest.mark.parametrize("method, ratios, flags, message", [
+    ("slim", {"fc": 0.5}, ["--method", "slim"], "names 1 layer(s) this network does not have"),
+    ("magnitude", {"fc": 0.5}, ["--method", "slim"],
+     "is a magnitude file, of conv/linear layers; --method slim prunes channel groups (slim or l1-filter files)"),
+    ("l1-filter", {"blocks.0.bn2": 0.5}, ["--method", "taylor"],
+     "is a l1-filter file, of channel groups; --method taylor prunes conv/linear layers (magnitude or taylor files)"),
+    ("magnitude", {"fc": 0.5}, ["--method", "magnitude", "--ratio", "0.5"], "drop --ratio and --scope"),
+    ("slim", {"fc": 0.5}, ["--method", "slim", "--prune-residual"], "--prune-residual has no ratio there"),
+    ("slim", {"blocks.0.bn2": 0.95}, ["--method", "slim"],
+     "blocks.0.bn2: ratio 0.95 removes more than the per-layer cap"),
 ])
-def test_ratio_file_with_the_wrong_flags(trained, tmp_path, capsys, ratios, flags, message):
-    path = ratio_file(tmp_path / "r.json", ratios)
+def test_ratio_file_with_the_wrong_flags(trained, tmp_path, capsys, method, ratios, flags, message):
+    path = ratio_file(tmp_path / "r.json", ratios, method)
     err = refused(["--checkpoint", trained, "--out", str(tmp_path / "out"), "--ratio-file", path, *flags], capsys)
     assert message in err and not (tmp_path / "out").exists()
+
+
+def no_valid_checkpoint(tmp_path, trained):
+    """The tiny run's checkpoint as a run with --n-valid 0 would have written it."""
+    state = load_checkpoint(trained)
+    state["config"] = {**state["config"], "n_valid": 0}
+    path = str(tmp_path / "novalid.pt")
+    atomic_save(state, path)
+    return path
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -278,12 +350,16 @@ def test_ratio_file_with_the_wrong_flags(trained, tmp_path, capsys, ratios, flag
     (["--ratios"], "--ratios needs at least one ratio in [0, 1)"),
     (["--ratios", "0.5", "1"], "--ratios must lie in [0, 1) (got 1.0)"),
     (["--ratios", "-0.1"], "--ratios must lie in [0, 1) (got -0.1)"),
-    (["--on", "train-subset", "--subset", "100000"], "--subset 100000 is more than the"),
+    (["--on", "valid", "--subset", "0"], "--subset must be at least 1 (got 0)"),
+    (["--on", "valid", "--subset", "101"], "--subset 101 is more than the run's 100 validation images (--n-valid)"),
+    (["--subset", "10"], "--subset picks validation images: it needs --on valid"),
+    (["--on", "valid", "--checkpoint", "novalid"], "held out no validation images (--n-valid 0); use --on test"),
+    (["--max-layer-ratio", "0"], "--max-layer-ratio must be in (0, 1] (got 0.0)"),
     (["--method", "l1-filter", "--checkpoint", "densenet"], "--method l1-filter is for the WRN"),
 ])
 def test_bad_sensitivity_input_is_one_line_and_writes_nothing(trained, tmp_path, capsys, flags, message):
-    if "densenet" in flags:
-        flags = [densenet_checkpoint(tmp_path, trained) if f == "densenet" else f for f in flags]
+    made = {"densenet": densenet_checkpoint, "novalid": no_valid_checkpoint}
+    flags = [made[f](tmp_path, trained) if f in made else f for f in flags]
     out = tmp_path / "out"
     err = refused(["sensitivity", "--checkpoint", trained, "--out", str(out), *flags], capsys)
     assert err.startswith("python -m semisup.compress sensitivity: error:") and message in err
@@ -297,3 +373,58 @@ def test_prune_ratio_file_needs_a_schedule_that_takes_it(tmp_path, capsys, fake_
                               "--prune-ratio-file", path], capsys, train)
         assert "--prune-ratio-file needs --prune-schedule oneshot, iterative or agp" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--prune-ratio", "0.3"], "--prune-ratio-file gives every layer its own ratio: drop --prune-ratio and "
+                               "--prune-scope"),
+    (["--prune-scope", "local"], "drop --prune-ratio and --prune-scope"),
+    (["--prune-initial", "1"], "--prune-initial must be in [0, 1) (got 1.0)"),
+])
+def test_prune_ratio_file_refuses_the_flags_it_replaces(tmp_path, capsys, fake_cifar, flags, message):
+    path = ratio_file(tmp_path / "r.json", {"fc": 0.5})
+    err = refused(TINY + ["--data-dir", fake_cifar, "--out", str(tmp_path / "out"), "--prune-schedule", "agp",
+                          "--prune-ratio-file", path, *flags], capsys, train)
+    assert message in err and not (tmp_path / "out").exists()
+
+
+def test_prune_initial_above_the_default_ratio_is_taken_with_a_ratio_file(tmp_path):
+    """--prune-initial is capped by --prune-ratio, which a ratio file replaces: each layer ramps from
+    min(--prune-initial, its own ratio) instead."""
+    ratios = {"blocks.0.conv2": 0.9, "fc": 0.2}
+    path = ratio_file(tmp_path / "r.json", ratios)
+    with pytest.raises(ConfigError, match=r"--prune-initial must be in \[0, --prune-ratio\]"):
+        validate(Config(prune_schedule="agp", prune_initial=0.7, steps=10))
+    cfg = validate(Config(prune_schedule="agp", prune_ratio_file=path, prune_initial=0.7, prune_every=2, steps=10))
+    torch.manual_seed(0)
+    masks = PruneSchedule(cfg).masks(create_model("wrn-10-tiny", 10), 0)
+    assert int((~masks["blocks.0.conv2.weight"]).sum()) == round(0.7 * masks["blocks.0.conv2.weight"].numel())
+    assert int((~masks["fc.weight"]).sum()) == round(0.2 * masks["fc.weight"].numel())
+
+
+def test_a_slim_ratio_file_is_refused_by_train_py(tmp_path, capsys, fake_cifar):
+    path = ratio_file(tmp_path / "r.json", {"blocks.0.bn2": 0.5}, "slim")
+    err = refused(TINY + ["--data-dir", fake_cifar, "--out", str(tmp_path / "out"), "--prune-schedule", "oneshot",
+                          "--prune-ratio-file", path], capsys, train)
+    assert ("is a slim file, of channel groups; train.py --prune-ratio-file prunes conv/linear layers (magnitude or "
+            "taylor files)") in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_resumed_run_refuses_a_ratio_file_that_changed(tmp_path, capsys, fake_cifar):
+    ratios = {"blocks.0.conv2": 0.5, "fc": 0.2}
+    path = ratio_file(tmp_path / "r.json", ratios)
+    out = tmp_path / "run"
+    flags = TINY + ["--data-dir", fake_cifar, "--out", str(out), "--eval-every", "2", "--prune-schedule", "agp",
+                    "--prune-end", "8", "--prune-every", "2", "--prune-ratio-file", path]
+    assert train(flags + ["--steps", "2"]) == 0
+    assert load_checkpoint(str(out / "last.pt"))[RATIOS_KEY] == ratios
+    before = {name: os.stat(out / name).st_mtime_ns for name in os.listdir(out)}
+    ratio_file(tmp_path / "r.json", {"blocks.0.conv2": 0.6, "fc": 0.2, "stem": 0.1})
+    err = refused(flags + ["--steps", "4"], capsys, train)
+    assert ("was pruned to other ratios than the ratio file" in err
+            and "(blocks.0.conv2: 0.5 -> 0.6, stem: - -> 0.1); restore the file, or use another --out" in err)
+    assert {name: os.stat(out / name).st_mtime_ns for name in os.listdir(out)} == before
+    ratio_file(tmp_path / "r.json", ratios)
+    assert train(flags + ["--steps", "4"]) == 0  # the same ratios again: resumed
+    assert load_checkpoint(str(out / "last.pt"))["step"] == 4

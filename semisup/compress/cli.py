@@ -20,7 +20,7 @@ from ..data import prepare_from_config
 from ..masks import clear_masks, set_masks, split_masks
 from ..models import model_from_arch
 from ..predict import accuracy, predict
-from ..records import write_json
+from ..records import replace_whole, write_json, write_text
 from . import netslim
 from . import report as rep
 from . import sensitivity as sens
@@ -119,7 +119,8 @@ def check_ratio_file_args(args) -> dict:
         raise ConfigError("--ratio-file gives every layer its own ratio: drop --ratio and --scope")
     if args.prune_residual:
         raise ConfigError("--ratio-file names in-branch channel groups; --prune-residual has no ratio there")
-    return sens.read_ratio_file(args.ratio_file)
+    kind = UNSTRUCTURED if args.method in UNSTRUCTURED else STRUCTURED
+    return sens.read_ratio_file(args.ratio_file, kind, f"--method {args.method}")
 
 
 def load_source(path: str):
@@ -147,65 +148,51 @@ def load_data(args, cfg: Config, needed: bool):
 
 
 def prune(model: torch.nn.Module, args, cfg: Config, data):
-    """The pruned model (masked in place for unstructured methods, a new smaller one for structured)."""
-    if args.method in STRUCTURED and netslim.is_slimming_network(model):
+    """The pruned model (masked in place for unstructured methods, a new smaller one for structured), at --ratio
+    under --scope or, with --ratio-file, each named layer (conv/linear, or channel group) on its own to its own
+    ratio under the same criterion, cap and rounding; only which weights or channels go differs."""
+    if args.ratio_file:
+        what = "conv/linear layers" if args.method in UNSTRUCTURED else "channel groups (batch norms)"
+        sens.check_layers(args.layer_ratios, sens.layer_names(model, args.method), args.ratio_file, what)
+    if args.method in STRUCTURED:
         clear_masks(model)
+        if not netslim.is_slimming_network(model):
+            return remove_channels(model, *kept_channels(model, args))
         if args.method != "slim" or args.prune_residual:
             raise ConfigError(f"{type(model).__name__}: network slimming's surgery (--method slim) keeps the "
                               f"residual stream and the dense concatenation whole; --method l1-filter and "
                               f"--prune-residual are for the WRN")
-        try:
-            small = netslim.remove_channels(model, netslim.plan(model, args.ratio, args.scope, args.max_layer_ratio,
-                                                                args.channel_multiple))
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        small = netslim.remove_channels(model, kept_channels(model, args)[0])
         return netslim.fold_selections(small) if args.selection == "fold" else small
-    if args.method in STRUCTURED:
-        clear_masks(model)
-        try:
-            inner, stream = plan(model, args.method, args.ratio, args.scope, args.norm, args.max_layer_ratio,
-                                 args.prune_residual, args.channel_multiple)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-        return remove_channels(model, inner, stream)
     if args.method == "taylor":
         torch.manual_seed(args.seed)
         loss_fn = training_loss_fn(cfg, data, torch.device("cpu"), cfg.batch_size, args.seed)
         scores = taylor_scores(model, loss_fn, args.taylor_batches)
     else:
         scores = magnitude_scores(model)
-    set_masks(model, masks_from_scores(scores, args.ratio, args.scope))
+    set_masks(model, sens.masks_from_ratios(scores, args.layer_ratios) if args.ratio_file
+              else masks_from_scores(scores, args.ratio, args.scope))
     if args.remove:
         clear_masks(model)
     return model
 
 
-def prune_by_file(model: torch.nn.Module, args, cfg: Config, data):
-    """``prune`` with the ratio file's per-layer ratios: each layer (conv/linear, or channel group) pruned on its own
-    to its own ratio under the same criterion, cap and rounding; layers the file does not name are kept whole."""
-    what = "conv/linear layers" if args.method in UNSTRUCTURED else "channel groups (batch norms)"
-    sens.check_layers(args.layer_ratios, sens.layer_names(model, args.method), args.ratio_file, what)
-    if args.method in STRUCTURED:
-        clear_masks(model)
-        try:
-            keeps = sens.channel_keeps(sens.channel_groups(model, args.method, args.norm), args.layer_ratios,
-                                       args.max_layer_ratio, args.channel_multiple)
-        except ValueError as err:
-            raise ConfigError(f"ratio file {args.ratio_file}: {err}") from None
-        if not netslim.is_slimming_network(model):
-            return remove_channels(model, keeps, None)
-        small = netslim.remove_channels(model, keeps)
-        return netslim.fold_selections(small) if args.selection == "fold" else small
-    if args.method == "taylor":
-        torch.manual_seed(args.seed)
-        scores = taylor_scores(model, training_loss_fn(cfg, data, torch.device("cpu"), cfg.batch_size, args.seed),
-                               args.taylor_batches)
-    else:
-        scores = magnitude_scores(model)
-    set_masks(model, sens.masks_from_ratios(scores, args.layer_ratios))
-    if args.remove:
-        clear_masks(model)
-    return model
+def kept_channels(model: torch.nn.Module, args):
+    """(per channel group the channels kept, the residual stream's per stage or None): the plan for --ratio under
+    --scope, or each group's own share from the ratio file; the groups are the WRN's in-branch channels or
+    network slimming's batch norms. A ratio past the per-layer cap is one ConfigError."""
+    try:
+        if args.ratio_file:
+            groups = sens.channel_groups(model, args.method, args.norm)
+            return sens.channel_keeps(groups, args.layer_ratios, args.max_layer_ratio, args.channel_multiple), None
+        if netslim.is_slimming_network(model):
+            return netslim.plan(model, args.ratio, args.scope, args.max_layer_ratio, args.channel_multiple), None
+        return plan(model, args.method, args.ratio, args.scope, args.norm, args.max_layer_ratio, args.prune_residual,
+                    args.channel_multiple)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(f"ratio file {args.ratio_file}: {err}" if args.ratio_file else str(err)) from None
 
 
 def plain_copy(name: str, model: torch.nn.Module):
@@ -240,7 +227,7 @@ def run(args) -> dict:
     data = load_data(args, cfg, needed) if (args.eval or args.method == "taylor") else None
     _, _, dense = plain_copy(state["model_name"], model)
     acc_before = test_accuracy(dense, data) if args.eval else None
-    pruned = prune_by_file(model, args, cfg, data) if args.ratio_file else prune(model, args, cfg, data)
+    pruned = prune(model, args, cfg, data)
     weights, masks, final = plain_copy(state["model_name"], pruned)
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     measured = rep.compare(dense, final, repeats=args.latency_repeats, memory_format=layout)
@@ -275,11 +262,15 @@ def build_sensitivity_parser() -> argparse.ArgumentParser:
                         "batch-norm |gamma|; l1-filter (WRN): its conv1 filters of smallest L1 norm")
     p.add_argument("--ratios", type=float, nargs="*", default=list(sens.DEFAULT_RATIOS),
                    help="fractions of each layer's weights or channels to prune, each in [0, 1)")
-    p.add_argument("--on", choices=("test", "train-subset"), default="test",
-                   help="evaluate on the test set, or on --subset training images chosen by --seed (then the test "
-                        "set plays no part in choosing the ratios; the network has seen those images)")
-    p.add_argument("--subset", type=int, default=5000, help="--on train-subset: how many training images")
-    p.add_argument("--seed", type=int, default=0, help="--on train-subset: which training images")
+    p.add_argument("--on", choices=("test", "valid"), default="test",
+                   help="evaluate on the test set, or on the run's validation images (the training images it held "
+                        "out, --n-valid): then the test set plays no part in choosing the ratios")
+    p.add_argument("--subset", type=int, default=None,
+                   help="--on valid: this many of the validation images, chosen by --seed (default: all of them)")
+    p.add_argument("--seed", type=int, default=0, help="--on valid --subset: which validation images")
+    p.add_argument("--max-layer-ratio", type=float, default=0.9,
+                   help="slim/l1-filter: the pruning command's cap on what one group may lose; ratios past it are "
+                        "not evaluated, so --max-drop's file is one the pruning command accepts with this cap")
     p.add_argument("--max-drop", type=float, default=None,
                    help="write DIR/ratios.json: per layer the largest ratio up to which the accuracy drop stays "
                         "within this many points (0 if the first ratio already drops more)")
@@ -293,7 +284,9 @@ def run_sensitivity(args) -> dict:
     """Check everything, evaluate every layer at every ratio, then write the files (none when refused)."""
     args.ratios = sens.check_ratios(args.ratios)
     checks = [(args.max_drop is None or args.max_drop >= 0, f"--max-drop must not be negative (got {args.max_drop})"),
-              (args.subset >= 1, f"--subset must be at least 1 (got {args.subset})"),
+              (args.subset is None or args.subset >= 1, f"--subset must be at least 1 (got {args.subset})"),
+              (args.subset is None or args.on == "valid", "--subset picks validation images: it needs --on valid"),
+              (0 < args.max_layer_ratio <= 1, f"--max-layer-ratio must be in (0, 1] (got {args.max_layer_ratio})"),
               (args.threads >= 0, f"--threads must not be negative (got {args.threads})")]
     for ok, message in checks:
         if not ok:
@@ -301,19 +294,22 @@ def run_sensitivity(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     state, cfg, model = load_source(args.checkpoint)
+    if args.on == "valid" and cfg.n_valid == 0:
+        raise ConfigError(f"--on valid: the run of {args.checkpoint} held out no validation images (--n-valid 0); "
+                          f"use --on test")
     _, _, dense = plain_copy(state["model_name"], model)
     data = load_data(args, cfg, needed=True)
     images, labels = ((data.test.images, data.test.labels) if args.on == "test"
-                      else sens.train_subset(data, args.subset, args.seed))
+                      else sens.valid_subset(data.valid.images, data.valid.labels, args.subset, args.seed))
     result = sens.analyse(dense, args.method, args.ratios, lambda m: accuracy(predict(m, images), labels),
-                          args.max_drop, _print_curve)
+                          args.max_drop, _print_curve, args.max_layer_ratio)
     result = {"checkpoint": args.checkpoint, "evaluated_on": args.on, "images": len(labels),
-              **({"seed": args.seed} if args.on == "train-subset" else {}), **result}
+              **({"seed": args.seed} if args.subset is not None else {}),
+              **({"max_layer_ratio": args.max_layer_ratio} if args.method != "magnitude" else {}), **result}
     os.makedirs(args.out, exist_ok=True)
     write_json(result, os.path.join(args.out, "sensitivity.json"))
-    with open(os.path.join(args.out, "sensitivity.txt"), "w") as f:
-        f.write(sens.format_table(result))
-    sens.plot(result, os.path.join(args.out, "sensitivity.png"))
+    write_text(sens.format_table(result), os.path.join(args.out, "sensitivity.txt"))
+    replace_whole(lambda tmp: sens.plot(result, tmp), os.path.join(args.out, "sensitivity.png"))
     if args.max_drop is not None:
         write_json(sens.ratio_file(args.method, result["chosen"]), os.path.join(args.out, "ratios.json"))
     return result

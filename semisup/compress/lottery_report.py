@@ -6,7 +6,7 @@ Each round's row holds its sparsity and the EMA test accuracy at the last step o
 import os
 from typing import Optional, Tuple
 
-from ..records import write_json
+from ..records import replace_whole, write_json, write_text
 
 KINDS = ("ticket", "reinit", "random")
 STYLES = {"ticket": ("o-", "ticket: pruned, survivors rewound"),
@@ -69,10 +69,5 @@ def plot(record: dict, path: str) -> None:
 def write(record: dict, out: str) -> None:
     """lottery.json, lottery.txt and lottery.png in ``out``, each replaced whole."""
     write_json(record, os.path.join(out, JSON))
-    tmp = os.path.join(out, TXT + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(format_table(record))
-    os.replace(tmp, os.path.join(out, TXT))
-    tmp = os.path.join(out, "lottery.tmp.png")
-    plot(record, tmp)
-    os.replace(tmp, os.path.join(out, PNG))
+    write_text(format_table(record), os.path.join(out, TXT))
+    replace_whole(lambda tmp: plot(record, tmp), os.path.join(out, PNG))

@@ -179,10 +179,18 @@ def mask_channels(model: nn.Module, keeps: List[torch.Tensor]) -> nn.Module:
     """A full-size copy of ``model`` in which every dropped channel's γ and β are zero."""
     masked = copy.deepcopy(model)
     for (bn, select), keep in zip(units(masked), keeps):
-        gone = torch.zeros(len(bn.weight), dtype=torch.bool)
-        gone[_selected(select, len(bn.weight))] = True
-        gone[_full(select, len(bn.weight), keep)] = False
-        bn.weight[gone.to(bn.weight.device)] = 0
-        bn.bias[gone.to(bn.bias.device)] = 0
+        zero_dropped_(bn, keep, select)
     return masked
+
+
+@torch.no_grad()
+def zero_dropped_(bn: nn.BatchNorm2d, keep: torch.Tensor, select: Optional[nn.Module] = None) -> None:
+    """γ = β = 0 on every channel of ``bn`` that reaches the next conv (all of them without ``select``) but is not
+    among the ``keep`` positions: the activation after it passes zeros, as if the channel were removed. Any batch
+    norm whose channels feed a conv only (the WRN's bn2 too) can be masked this way."""
+    gone = torch.zeros(len(bn.weight), dtype=torch.bool)
+    gone[_selected(select, len(bn.weight))] = True
+    gone[_full(select, len(bn.weight), keep)] = False
+    bn.weight[gone.to(bn.weight.device)] = 0
+    bn.bias[gone.to(bn.bias.device)] = 0
 

@@ -11,10 +11,13 @@ What a layer is depends on the method; its name is always the module's name in t
   WRN that is a block's in-branch channels (``blocks.0.bn2``): the channels with the smallest bn2 |γ| (slim) or
   conv1 filter L1 norm (l1-filter) get their bn2 γ and β zeroed, which computes exactly what removing them computes
   (the surgery's tested equivalence). On VGG-19, ResNet-164 and DenseNet-40 it is every batch norm (slim only),
-  masked by ``netslim.mask_channels``. A ratio that would remove every channel of a group is not evaluated.
+  masked as ``netslim.mask_channels`` masks it. A ratio the pruning command's per-layer cap (``--max-layer-ratio``)
+  refuses is not evaluated, so a ratio file derived from the curves is one that command accepts.
 
 A ratio file is ``{"method": "<method>", "ratios": {"<layer name>": r, ...}}`` with 0 <= r < 1; layers it does not
-name are not pruned. ``python -m semisup.compress --ratio-file`` and ``train.py --prune-ratio-file`` read it.
+name are not pruned. ``python -m semisup.compress --ratio-file`` and ``train.py --prune-ratio-file`` read it; the
+method says which kind of layer the names are (conv/linear layers or channel groups), and a reader of the other
+kind refuses it.
 """
 import copy
 import json
@@ -31,6 +34,9 @@ from .slimming import branch_scores, select_channels
 from .unstructured import Scores, masks_from_scores
 
 METHODS = ("magnitude", "slim", "l1-filter")
+# What a ratio file's method says its names are: the methods of one kind read each other's files.
+WEIGHT_METHODS, CHANNEL_METHODS = ("magnitude", "taylor"), ("slim", "l1-filter")
+KIND_OF = {**{m: "conv/linear layers" for m in WEIGHT_METHODS}, **{m: "channel groups" for m in CHANNEL_METHODS}}
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DROP_TOLERANCE = 1e-4  # accuracy points: below any real difference (1 image in 1,000,000), above float32's rounding
 Curves = Dict[str, Dict[str, list]]  # layer → {"ratios": [r, ...], "accuracy": [acc or None, ...]}
@@ -67,44 +73,39 @@ def prune_weights(model: nn.Module, name: str, ratio: float) -> nn.Module:
     return pruned
 
 
-def channel_pruner(model: nn.Module, method: str) -> Pruner:
+def selections(model: nn.Module) -> Dict[str, nn.Module]:
+    """Each channel group's selection (network slimming's ``ChannelSelect`` after its batch norm, which a network
+    slimmed before carries), by the batch norm's name; none on the WRN."""
+    if not netslim.is_slimming_network(model):
+        return {}
+    names = {id(m): name for name, m in model.named_modules()}
+    return {names[id(bn)]: select for bn, select in netslim.units(model)}
+
+
+def channel_pruner(model: nn.Module, method: str, max_layer_ratio: float) -> Pruner:
     """prune(model, group, ratio): a copy with that group's round(ratio·n) lowest-scoring channels masked, or None
-    where that would leave the group no channel. Scores are taken once, from the unpruned model."""
-    groups = channel_groups(model, method)
-    position = {name: i for i, name in enumerate(groups)}
+    where the pruning command's per-layer cap refuses the ratio (never fewer than one channel is left). Scores
+    are taken once, from the unpruned model."""
+    groups, selects = channel_groups(model, method), selections(model)
 
     def prune(model: nn.Module, name: str, ratio: float) -> Optional[nn.Module]:
         try:
-            keep = select_channels([groups[name]], ratio, "local", max_layer_ratio=1.0)[0]
+            keep = select_channels([groups[name]], ratio, "local", max_layer_ratio)[0]
         except ValueError:
             return None
-        if netslim.is_slimming_network(model):
-            keeps = [torch.arange(len(s)) for s in groups.values()]
-            keeps[position[name]] = keep
-            return netslim.mask_channels(model, keeps)
-        return zero_channels(model, name, keep)
+        masked = copy.deepcopy(model)
+        netslim.zero_dropped_(masked.get_submodule(name), keep, selects.get(name))
+        return masked
     return prune
 
 
-@torch.no_grad()
-def zero_channels(model: nn.Module, bn_name: str, keep: torch.Tensor) -> nn.Module:
-    """A copy of ``model`` whose batch norm ``bn_name`` outputs zero on every channel not in ``keep``: γ = β = 0, so
-    the activation after it passes zeros and the next conv sees what the surgery's removal leaves."""
-    masked = copy.deepcopy(model)
-    bn = masked.get_submodule(bn_name)
-    gone = torch.ones(len(bn.weight), dtype=torch.bool)
-    gone[keep] = False
-    bn.weight[gone.to(bn.weight.device)] = 0
-    bn.bias[gone.to(bn.bias.device)] = 0
-    return masked
-
-
-def pruner(model: nn.Module, method: str) -> Tuple[Dict[str, int], Pruner]:
+def pruner(model: nn.Module, method: str, max_layer_ratio: float = 0.9) -> Tuple[Dict[str, int], Pruner]:
     """({layer: its size in weights or channels} for the layers ``method`` prunes, the function that prunes one of
     them alone)."""
     if method == "magnitude":
         return {name: m.weight.numel() for name, m in prunable_modules(model)}, prune_weights
-    return {name: len(s) for name, s in channel_groups(model, method).items()}, channel_pruner(model, method)
+    sizes = {name: len(s) for name, s in channel_groups(model, method).items()}
+    return sizes, channel_pruner(model, method, max_layer_ratio)
 
 
 def layer_curves(model: nn.Module, layers: Sequence[str], ratios: Sequence[float],
@@ -124,9 +125,10 @@ def layer_curves(model: nn.Module, layers: Sequence[str], ratios: Sequence[float
 
 
 def analyse(model: nn.Module, method: str, ratios: Sequence[float], evaluate_fn: Callable[[nn.Module], float],
-            max_drop: Optional[float] = None, progress: Callable[[str, list], None] = lambda name, accs: None) -> dict:
+            max_drop: Optional[float] = None, progress: Callable[[str, list], None] = lambda name, accs: None,
+            max_layer_ratio: float = 0.9) -> dict:
     """The base accuracy, every layer's size and curve and, with ``max_drop``, each layer's chosen ratio."""
-    sizes, prune_fn = pruner(model, method)
+    sizes, prune_fn = pruner(model, method, max_layer_ratio)
     base = evaluate_fn(model)
     curves = layer_curves(model, list(sizes), ratios, evaluate_fn, prune_fn, progress)
     result = {"method": method, "base_acc": base, "ratios": list(ratios),
@@ -137,17 +139,16 @@ def analyse(model: nn.Module, method: str, ratios: Sequence[float], evaluate_fn:
     return result
 
 
-def train_subset(data, n: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``n`` training images and their labels, chosen by ``seed`` (numpy's MT19937: the same images on any machine)
-    among the labeled and unlabeled training images whose dataset gives a label; the validation images are left
-    out. The network has seen these images, so their accuracy runs high; what they spare is the test set, which
-    then plays no part in choosing the ratios."""
-    images = torch.cat([data.labeled.images, data.unlabeled.images])
-    labels = torch.cat([data.labeled.labels, data.unlabeled.labels])
-    pool = (labels >= 0).nonzero().squeeze(1).numpy()
-    if n > len(pool):
-        raise ConfigError(f"--subset {n} is more than the {len(pool)} training images with a label")
-    idx = torch.from_numpy(np.sort(np.random.RandomState(seed).permutation(pool)[:n]))
+def valid_subset(images: torch.Tensor, labels: torch.Tensor, n: Optional[int],
+                 seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The run's validation images (training images it held out: the network never trained on them), all of them
+    or ``n`` chosen by ``seed`` (numpy's MT19937: the same images on any machine), in their order. Choosing the
+    ratios on them leaves the test set out of the choice."""
+    if n is None:
+        return images, labels
+    if n > len(labels):
+        raise ConfigError(f"--subset {n} is more than the run's {len(labels)} validation images (--n-valid)")
+    idx = torch.from_numpy(np.sort(np.random.RandomState(seed).permutation(len(labels))[:n]))
     return images[idx], labels[idx]
 
 
@@ -179,8 +180,9 @@ def check_ratios(ratios: Sequence[float]) -> List[float]:
     return sorted(set(ratios))
 
 
-def read_ratio_file(path: str) -> Dict[str, float]:
-    """The {layer: ratio} of a ratio file, each ratio in [0, 1); ConfigError (one line) for anything else."""
+def read_ratio_file(path: str, methods: Sequence[str], reader: str) -> Dict[str, float]:
+    """The {layer: ratio} of a ratio file, each ratio in [0, 1), for ``reader``, which prunes what ``methods``
+    prune; ConfigError (one line) for anything else, a file of the other kind of layer included."""
     try:
         with open(path) as f:
             doc = json.load(f)
@@ -195,7 +197,18 @@ def read_ratio_file(path: str) -> Dict[str, float]:
     for name, r in ratios.items():
         if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0 <= r < 1:
             raise ConfigError(f"ratio file {path}: layer {name} has ratio {r!r}; ratios must lie in [0, 1)")
+    check_method(doc.get("method"), path, methods, reader)
     return {name: float(r) for name, r in ratios.items()}
+
+
+def check_method(method, path: str, methods: Sequence[str], reader: str) -> None:
+    """Refuse a file whose method names the other kind of layer than ``reader`` prunes (or no known kind): the
+    names would be refused one by one, or worse, match by chance."""
+    if not isinstance(method, str) or method not in KIND_OF:
+        raise ConfigError(f"ratio file {path}: method {method!r} is none of {', '.join(KIND_OF)}")
+    if method not in methods:
+        raise ConfigError(f"ratio file {path} is a {method} file, of {KIND_OF[method]}; {reader} prunes "
+                          f"{KIND_OF[methods[0]]} ({' or '.join(methods)} files)")
 
 
 def check_layers(ratios: Dict[str, float], known: Sequence[str], path: str, what: str) -> None:
@@ -209,9 +222,8 @@ def check_layers(ratios: Dict[str, float], known: Sequence[str], path: str, what
 
 def masks_from_ratios(scores: Scores, ratios: Dict[str, float]) -> Masks:
     """Masks that zero, in each layer on its own, the round(r·n) lowest scores for its ratio r (0 for a layer the
-    ratios do not name). ``scores`` are keyed by weight (``<layer>.weight``), as ``magnitude_scores`` gives them;
-    a channels-last weight's scores are made contiguous first, as torch's pruning views them flat."""
-    return {key: masks_from_scores({key: s.contiguous()}, ratios.get(key[:-len(".weight")], 0.0), "local")[key]
+    ratios do not name). ``scores`` are keyed by weight (``<layer>.weight``), as ``magnitude_scores`` gives them."""
+    return {key: masks_from_scores({key: s}, ratios.get(key[:-len(".weight")], 0.0), "local")[key]
             for key, s in scores.items()}
 
 

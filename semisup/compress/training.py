@@ -6,7 +6,8 @@
   and EMA update). Masks are computed on the raw model and applied to both the raw and the EMA model, so the
   reported (EMA) model has the same sparsity. Event times t count completed optimizer steps. With
   ``--prune-ratio-file`` every layer named in the file is pruned on its own to its own ratio (oneshot, iterative,
-  agp; agp ramps each from min(--prune-initial, its ratio)), the others not at all.
+  agp; agp ramps each from min(--prune-initial, its ratio)), the others not at all. The file is read again when a
+  run resumes, so every checkpoint keeps its ratios (``RATIOS_KEY``) and a resumed run refuses a file that changed.
 - ``--init`` of a checkpoint with masks (or ``--init-prune magnitude|taylor``) keeps its masks during fine-tuning.
 """
 from typing import Optional
@@ -16,9 +17,11 @@ import torch
 from ..config import Config, ConfigError
 from ..masks import Masks, get_masks, prunable_modules, set_masks, weight_param, zero_pruned_
 from ..models import batch_norms
-from .sensitivity import check_layers, masks_from_ratios, read_ratio_file, weight_layers
+from .sensitivity import WEIGHT_METHODS, check_layers, masks_from_ratios, read_ratio_file, weight_layers
 from .slimming import slim_hook
 from .unstructured import agp_sparsity, magnitude_scores, masks_from_scores, set_drop_regrow
+
+RATIOS_KEY = "prune_ratios"  # the checkpoint entry that keeps the ratio file's ratios
 
 
 def apply_masks(trainer, masks: Masks) -> None:
@@ -35,7 +38,8 @@ class PruneSchedule:
         self.kind, self.ratio, self.scope = cfg.prune_schedule, cfg.prune_ratio, cfg.prune_scope
         self.start, self.end, self.every = cfg.prune_start, cfg.prune_end or cfg.steps, cfg.prune_every
         self.initial, self.zeta, self.seed = cfg.prune_initial, cfg.set_zeta, cfg.seed
-        self.layer_ratios = read_ratio_file(cfg.prune_ratio_file) if cfg.prune_ratio_file else None
+        self.layer_ratios = (read_ratio_file(cfg.prune_ratio_file, WEIGHT_METHODS, "train.py --prune-ratio-file")
+                             if cfg.prune_ratio_file else None)
 
     def is_event(self, t: int) -> bool:
         """oneshot: t = start. Others: start, start + every, … up to end; agp and iterative also at end itself
@@ -111,5 +115,24 @@ def install(trainer, init_masks: Optional[Masks] = None) -> None:
         if schedule.layer_ratios is not None:
             check_layers(schedule.layer_ratios, weight_layers(trainer.model), cfg.prune_ratio_file,
                          "conv/linear layers")
+            trainer.extra_state[RATIOS_KEY] = dict(schedule.layer_ratios)
         trainer.add_hook("after_step", schedule)
         schedule.at(trainer, 0)
+
+
+def check_resumed(trainer, state: dict, path: str) -> None:
+    """Refuse to resume a checkpoint pruned to other ratios than the ratio file holds now: its path is the same
+    (the configuration matches), but the run would go on to other targets. A checkpoint written before the ratios
+    were kept has none to compare."""
+    saved, now = state.get(RATIOS_KEY), trainer.extra_state.get(RATIOS_KEY)
+    changes = ratio_changes(saved, now) if saved is not None and now is not None else []
+    if changes:
+        raise ConfigError(f"{path} was pruned to other ratios than the ratio file {trainer.cfg.prune_ratio_file} "
+                          f"now holds ({', '.join(changes[:4])}{' ...' if len(changes) > 4 else ''}); restore the "
+                          f"file, or use another --out")
+
+
+def ratio_changes(old: dict, new: dict) -> list:
+    """'layer: old -> new' for every layer whose ratio differs ('-': not in that file), in the files' order."""
+    names = list(dict.fromkeys([*old, *new]))
+    return [f"{n}: {old.get(n, '-')} -> {new.get(n, '-')}" for n in names if old.get(n) != new.get(n)]
