@@ -80,11 +80,23 @@ def make_run_dir(cfg: Config) -> str:
 def build_model(cfg: Config, data: SSLData) -> Tuple[torch.nn.Module, Masks, Optional[dict]]:
     """(the --model network for the dataset, or the shape and weights of --init, pruned first by --init-prune;
     the masks to keep while training; the record of --init-prune, else None)."""
+    init = checked_init(cfg, data.num_classes)
+    if init is None:
+        return create_model(cfg.model, data.num_classes, image_size=data.image_size), {}, None
+    if cfg.init_prune != "none":
+        return pruned_init(cfg, data)
+    state, model = init
+    return model.train(), state.get("masks") or {}, None
+
+
+def checked_init(cfg: Config, num_classes: int) -> Optional[Tuple[dict, torch.nn.Module]]:
+    """(the --init checkpoint, its model with the raw weights), or None without --init; one ConfigError for what
+    build_model refuses: an unknown --model, an unreadable --init, one of another model or class count, weights
+    that do not fit their saved shape. Callers that write before training (the lottery) check with this first."""
     if cfg.model not in MODELS:
         raise ConfigError(unknown_model(cfg.model))
-    num_classes = data.num_classes
     if not cfg.init:
-        return create_model(cfg.model, num_classes, image_size=data.image_size), {}, None
+        return None
     try:
         state = load_checkpoint(cfg.init)
     except CheckpointError as err:
@@ -95,10 +107,8 @@ def build_model(cfg: Config, data: SSLData) -> Tuple[torch.nn.Module, Masks, Opt
     if state["arch"].get("num_classes") != num_classes:
         raise ConfigError(f"--init {cfg.init}: model has {state['arch'].get('num_classes')} classes, "
                           f"the data has {num_classes}")
-    if cfg.init_prune != "none":
-        return pruned_init(cfg, data)
     try:
-        return model_from_checkpoint(state, "raw", f"--init {cfg.init}").train(), state.get("masks") or {}, None
+        return state, model_from_checkpoint(state, "raw", f"--init {cfg.init}")
     except CheckpointError as err:
         raise ConfigError(str(err)) from None
 
@@ -306,7 +316,7 @@ def _eval_and_save(trainer: Trainer, logger: Logger, record: dict, out: str, tra
         save_checkpoint(state, out, trainer.cfg.keep_checkpoints)
 
 
-def _compile_errors(cfg: Config) -> tuple:
+def compile_errors(cfg: Config) -> tuple:
     """torch.compile's own failures, unless --no-compile (evaluated only when an exception reaches it)."""
     if cfg.compile is False:
         return ()
@@ -329,7 +339,7 @@ def run(cfg: Config) -> int:
     except NonFiniteLoss as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 1
-    except _compile_errors(cfg) as err:
+    except compile_errors(cfg) as err:
         print(f"train.py: error: torch.compile failed ({first_line(err)}); run with --no-compile", file=sys.stderr)
         return 1
     if os.environ.get("RANK", "0") == "0":

@@ -5,20 +5,23 @@ module, interrupted once and extended once on the way; the tests read its folder
 """
 import json
 import os
+import shutil
 import signal
 
 import pytest
 import torch
 
 from semisup import stop
-from semisup.checkpoint import load_checkpoint, step_path
+from semisup.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, step_path
 from semisup.compress import lottery as lt
+from semisup.compress import lottery_cli
 from semisup.compress import lottery_report as report
 from semisup.compress.cli import main as compress
 from semisup.compress.lottery_cli import main
 from semisup.config import Config, ConfigError, parse_args, validate
 from semisup.data import prepare_from_config
 from semisup.engine import Trainer
+from semisup.masks import effective_weight, prunable_modules
 from semisup.models import create_model
 from semisup.records import read_json
 from semisup.runner import train
@@ -177,28 +180,69 @@ def test_rewinding_restores_the_step_k_survivors_and_the_optimizer(lottery):
         assert torch.equal(got, value * masks[key] if key in masks else value), key
 
 
+def trainer_at(out, name):
+    """A Trainer built as train.py builds it for run ``name``, loaded with the checkpoint the run started from."""
+    cfg = Config.from_dict(read_json(os.path.join(out, name, "config.json")))
+    data = prepare_from_config(cfg)
+    trainer = Trainer(cfg, make_runtime(cfg), data, create_model(cfg.model, data.num_classes))
+    trainer.load_state_dict(start(out, name))
+    return trainer
+
+
 def test_pruned_weights_stay_zero_through_training(lottery):
+    """Trained from a round's start as train.py trains it, the weights the forward pass uses are zero wherever the
+    masks prune, in the raw and the EMA model, while the survivors train; and they are the weights the round's
+    run saved."""
     out = lottery["out"]
-    step_k = load_checkpoint(step_path(os.path.join(out, "round0"), K))
     for name in ("round1", "round2", "reinit1", "random2"):
-        state, begin = final(out, name), start(out, name)
-        assert state["step"] == STEPS
-        assert same(state["masks"], begin["masks"])
-        for part in ("model", "ema"):
-            for key, mask in state["masks"].items():
-                assert not state[part][key][~mask].any(), (name, part, key)
-        trained = [k for k in state["masks"] if not torch.equal(state["model"][k], begin["model"][k])]
-        assert trained, name  # the survivors did train
-    assert not torch.equal(final(out, "round1")["model"]["fc.weight"], step_k["model"]["fc.weight"])
+        trainer, begin, saved = trainer_at(out, name), start(out, name), final(out, name)
+        masks = begin["masks"]
+        while trainer.step < STEPS:
+            trainer.train_step()
+        changed = 0
+        for model, part in ((trainer.model, "model"), (trainer.ema.model, "ema")):
+            for layer, module in prunable_modules(model):
+                key, weight = f"{layer}.weight", effective_weight(module)
+                assert not weight[~masks[key]].any(), (name, part, key)
+                assert torch.allclose(weight, saved[part][key], atol=1e-6), (name, part, key)
+                changed += int((weight[masks[key]] != begin[part][key][masks[key]]).sum())
+        assert changed > 0, name  # the survivors did train
+
+
+def smallest_survivors_pruned(weights, masks, fraction):
+    """The masks after pruning round(fraction · survivors) of the smallest surviving |w| over all layers, by hand:
+    every survivor as (|w|, layer order, position) sorted in plain Python, ties to the weight that comes first."""
+    survivors = sorted((abs(w), i, j) for i, key in enumerate(masks)
+                       for j, (w, alive) in enumerate(zip(weights[key].flatten().tolist(),
+                                                          masks[key].flatten().tolist())) if alive)
+    expected = {key: masks[key].flatten().clone() for key in masks}
+    keys = list(masks)
+    for _, i, j in survivors[:round(fraction * len(survivors))]:
+        expected[keys[i]][j] = False
+    return {key: expected[key].view(masks[key].shape) for key in masks}
+
+
+def test_next_masks_on_a_tiny_example():
+    weights = {"a.weight": torch.tensor([[0.5, -0.1], [0.3, 2.0]]), "b.weight": torch.tensor([[-0.2, 0.05, -1.0]])}
+    masks = {"a.weight": torch.tensor([[True, True], [True, True]]), "b.weight": torch.tensor([[True, False, True]])}
+    # survivors by |w|: 0.1 (a), 0.2 (b), 0.3 (a), 0.5 (a), 1.0 (b), 2.0 (a); b's 0.05 is pruned already
+    new = lt.next_masks(weights, masks, 0.5)  # round(0.5 · 6) = 3: 0.1, 0.2 and 0.3 go
+    assert new["a.weight"].tolist() == [[True, False], [False, True]]
+    assert new["b.weight"].tolist() == [[False, False, True]]
+    local = lt.next_masks(weights, masks, 0.75, "local")  # a: 3 of 4 (0.1, 0.3, 0.5); b: both survivors
+    assert local["a.weight"].tolist() == [[False, False], [False, True]]
+    assert local["b.weight"].tolist() == [[False, False, False]]
+    assert sum(int(m.sum()) for m in lt.next_masks(weights, masks, 0.75).values()) == 2  # global: 4 of 6 go
 
 
 def test_each_round_prunes_the_smallest_of_the_previous_rounds_final_weights(lottery):
     out = lottery["out"]
     previous = final(out, "round0")
-    masks = lt.full_masks(previous)
-    assert lt.sparsity_of(masks) == 0
+    masks = {k: torch.ones_like(previous["model"][k], dtype=torch.bool)
+             for k in lt.prunable_keys(previous["model_name"], previous["arch"])}
+    assert "masks" not in previous  # round 0 is dense
     for r in (1, 2):
-        expected = lt.next_masks({k: previous["model"][k] for k in masks}, masks, P)
+        expected = smallest_survivors_pruned(previous["model"], masks, P)
         masks = final(out, f"round{r}")["masks"]
         assert same(masks, expected), r
         previous = final(out, f"round{r}")
@@ -343,4 +387,69 @@ def test_a_lottery_with_other_settings_is_refused(lottery, fake_cifar, capsys):
     assert "holds a lottery with other settings (prune_fraction: 0.5 -> 0.3)" in capsys.readouterr().err
     assert call(lottery_argv(lottery["out"], fake_cifar, 2, extra=("--lr", "0.001"))) == 2
     assert "lr: 0.002 -> 0.001" in capsys.readouterr().err
+    init = os.path.join(lottery["out"], "round0", "last.pt")
+    assert call(lottery_argv(lottery["out"], fake_cifar, 2, extra=("--init", init))) == 2
+    assert f"holds a lottery with other settings (init: '' -> '{init}')" in capsys.readouterr().err
     assert files_of(lottery["out"]) == before
+
+
+def init_checkpoint(tmp_path, model, classes):
+    """A checkpoint of ``model`` for ``classes`` classes, to pass as --init."""
+    torch.manual_seed(0)
+    net = create_model(model, classes)
+    path = str(tmp_path / f"{model}-{classes}.pt")
+    atomic_save({"format": FORMAT, "version": VERSION, "model_name": model, "arch": dict(net.arch),
+                 "model": net.state_dict(), "ema": net.state_dict(), "step": 0}, path)
+    return path
+
+
+@pytest.mark.parametrize("init, says", [
+    (None, "--init: {init}: no such checkpoint file"),
+    (("wrn-16-1", 10), "--init {init} holds a wrn-16-1 model, not --model wrn-10-tiny; pass --model wrn-16-1"),
+    (("wrn-10-tiny", 100), "--init {init}: model has 100 classes, the data has 10"),
+])
+def test_a_bad_init_is_refused_before_anything_is_written(fake_cifar, tmp_path, capsys, init, says):
+    path = str(tmp_path / "missing.pt") if init is None else init_checkpoint(tmp_path, *init)
+    out = str(tmp_path / "lt")
+    assert call(lottery_argv(out, fake_cifar, 1, extra=("--init", path))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [PREFIX + says.format(init=path)]
+    assert any(p.fullmatch(err[0][len(PREFIX):]) for p in readme_messages()), f"not in troubleshooting.md: {err}"
+    assert not os.path.exists(out)
+
+
+def test_an_unknown_model_is_refused_before_anything_is_written(fake_cifar, tmp_path, capsys):
+    out = str(tmp_path / "lt")
+    assert call(lottery_argv(out, fake_cifar, 1, extra=("--model", "vgg7"))) == 2
+    assert capsys.readouterr().err.startswith(PREFIX + "there is no VGG of depth 7")
+    assert not os.path.exists(out)
+
+
+def test_the_next_rounds_masks_need_the_previous_rounds_final_state(lottery, fake_cifar, tmp_path, capsys):
+    """round1's last.pt damaged: its fallback, last-1.pt, is its rewound start at step K, not its final weights."""
+    out = str(tmp_path / "lt")
+    shutil.copytree(lottery["out"], out)
+    for name in ("round2", "reinit2", "random2"):
+        shutil.rmtree(os.path.join(out, name))
+    with open(os.path.join(out, "round1", "last.pt"), "r+b") as f:
+        f.write(b"damaged")
+    assert call(lottery_argv(out, fake_cifar, 2)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    folder = os.path.join(out, "round1")
+    assert err == [f"{PREFIX}{folder}: its newest readable checkpoint is at step {K}, not at --steps {STEPS}: round "
+                   f"2's masks rank round1's final weights; restore its last.pt, or move {folder} aside to train it "
+                   f"again"]
+    assert any(p.fullmatch(err[0][len(PREFIX):]) for p in readme_messages()), f"not in troubleshooting.md: {err}"
+    assert not os.path.exists(os.path.join(out, "round2"))
+
+
+def test_a_torch_compile_failure_is_one_line(fake_cifar, tmp_path, capsys, monkeypatch):
+    from torch._dynamo.exc import TorchDynamoException
+
+    def fail(cfg):
+        raise TorchDynamoException("backend compiler failed\nlong traceback")
+    monkeypatch.setattr(lottery_cli, "train", fail)
+    assert call(lottery_argv(str(tmp_path / "lt"), fake_cifar, 1)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [PREFIX + "torch.compile failed (backend compiler failed); run with --no-compile"]
+    assert any(p.fullmatch(err[0][len(PREFIX):]) for p in readme_messages()), f"not in troubleshooting.md: {err}"

@@ -15,9 +15,9 @@ import torch
 
 from ..masks import Masks, prunable_modules
 from ..models import model_from_arch
+from .unstructured import SCOPES
 
 Weights = Dict[str, torch.Tensor]
-SCOPES = ("global", "local")
 # The reinit control's initialisation seed and the random control's mask seed, per round r >= 1: seed + STRIDE * r,
 # never the run's own seed, and a different draw every round.
 REINIT_SEED_STRIDE = 7919

@@ -19,15 +19,18 @@ import dataclasses
 import os
 import sys
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Callable, List, Optional
 
 from .. import stop
 from ..checkpoint import NEW_SUFFIX, CheckpointError, load_checkpoint, load_latest, rotation, save_checkpoint, step_path
-from ..config import Config, ConfigError, OneLineParser, config_differences, parse_args
+from ..config import Config, ConfigError, OneLineParser, config_differences, first_line, parse_args
 from ..data import prepare_from_config
 from ..guard import NonFiniteLoss
+from ..paper.launch import say
+from ..paper.sweep import finished_step
 from ..records import read_json
-from ..runner import check_run_dir, train
+from ..runner import check_run_dir, checked_init, compile_errors, train
 from . import lottery as lt
 from . import lottery_report as report
 
@@ -43,10 +46,6 @@ REFUSED_TRAIN_FLAGS = (
     ("prune_schedule", lambda v: v != "none", "--prune-schedule among the train.py flags: a lottery round's "
                                               "masks are its own, fixed for the whole run"),
 )
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
 
 
 @dataclass(frozen=True)
@@ -121,14 +120,11 @@ def check(args, cfg: Config) -> None:
 
 
 def finished_summary(cfg: Config) -> Optional[dict]:
-    """summary.json of a run that reached --steps with this configuration, else None."""
-    summary = read_json(os.path.join(cfg.out, "summary.json"))
-    config = read_json(os.path.join(cfg.out, "config.json"))
-    if not isinstance(summary, dict) or not isinstance(config, dict):
+    """summary.json of a run that reached --steps with this configuration (the sweep's test of a finished run),
+    else None."""
+    if finished_step(SimpleNamespace(out=cfg.out), cfg) is None:
         return None
-    if config_differences(config, cfg.to_dict()) or summary.get("step", 0) < cfg.steps:
-        return None
-    return summary
+    return read_json(os.path.join(cfg.out, "summary.json"))
 
 
 def has_checkpoint(cfg: Config) -> bool:
@@ -167,22 +163,30 @@ class Lottery:
             check_run_dir(self.config_of(run))
 
     def _check_settings(self, old: dict) -> None:
+        """The options, and the train.py configuration, resumable fields included where they change what the
+        rounds compare: --steps (where every round ends) and --init (what round 0 starts from)."""
         new = self.settings()
         diff = [k for k in ("prune_fraction", "rewind_step", "scope") if old.get(k) != new[k]]
         saved = old.get("config") or {}
         diff += config_differences(saved, new["config"])
-        if saved.get("steps") != self.cfg.steps:
-            diff.append("steps")
+        diff += [k for k in ("steps", "init") if saved.get(k) != new["config"][k]]
         if diff:
             shown = ", ".join(f"{k}: {old.get(k, saved.get(k))!r} -> {new.get(k, new['config'].get(k))!r}"
                               for k in diff[:4])
             raise ConfigError(f"{self.out} holds a lottery with other settings ({shown}); use another --out")
 
+    def check_inputs(self) -> None:
+        """What train.py would refuse about every run still to train, before the lottery writes anything: the
+        data, the model name and --init (readable, of --model, for the data's classes, fitting its shape)."""
+        if all(finished_summary(self.config_of(run)) is not None for run in self.runs):
+            return
+        data = prepare_from_config(self.cfg)
+        checked_init(self.config_of(Run("ticket", 0)), data.num_classes)
+
     # ----- the runs -----------------------------------------------------------------------------------------
     def run(self) -> dict:
         self.check_folder()
-        if any(finished_summary(self.config_of(run)) is None for run in self.runs):
-            prepare_from_config(self.cfg)  # the data is there: a missing dataset is refused before any write
+        self.check_inputs()
         os.makedirs(self.out, exist_ok=True)
         self.write_report()
         self.train(Run("ticket", 0))
@@ -244,12 +248,25 @@ class Lottery:
         if state is not None:
             masks = lt.full_masks(state)
         else:
-            prev = self.latest(Run("ticket", r - 1))
+            prev = self.final_state(Run("ticket", r - 1))
             masks = lt.full_masks(prev)
             weights = {k: prev["model"][k] for k in masks}
             masks = lt.next_masks(weights, masks, self.args.prune_fraction, self.args.scope)
         self.sparsity[r] = lt.sparsity_of(masks)
         return masks
+
+    def final_state(self, run: Run) -> dict:
+        """``run``'s checkpoint at --steps: the weights the next round's masks rank. Refused when the newest
+        readable one is earlier (a damaged last.pt falls back to last-1.pt, which after a round's only save is
+        its rewound start)."""
+        state = self.latest(run)
+        step = None if state is None else state.get("step")
+        if step != self.cfg.steps:
+            folder = self.config_of(run).out
+            raise ConfigError(f"{folder}: its newest readable checkpoint is at step {step}, not at --steps "
+                              f"{self.cfg.steps}: round {run.round + 1}'s masks rank {run.name}'s final weights; "
+                              f"restore its last.pt, or move {folder} aside to train it again")
+        return state
 
     def step_state(self) -> dict:
         """round0's state at the rewind step (read once)."""
@@ -299,6 +316,9 @@ def main(argv=None) -> int:
     except stop.StopForRequeue as err:
         print(err, file=sys.stderr)
         return stop.REQUEUE_EXIT
+    except compile_errors(cfg) as err:
+        print(f"{PROG}: error: torch.compile failed ({first_line(err)}); run with --no-compile", file=sys.stderr)
+        return 1
     print(report.format_table(record), end="")
     print(f"wrote {os.path.join(args.out, report.JSON)}, {report.TXT} and {report.PNG}")
     return 0
