@@ -334,8 +334,8 @@ def sensitivity_main(argv) -> int:
 
 
 def main(argv=None) -> int:
-    """The pruning command, or with ``sensitivity`` as the first word, the sensitivity analysis, with ``lottery``
-    the lottery tickets."""
+    """The pruning command; with a first word, its other commands: ``sensitivity`` (the sensitivity analysis),
+    ``study`` (the compression study), ``lottery`` (lottery tickets)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["sensitivity"]:
         return sensitivity_main(argv[1:])
