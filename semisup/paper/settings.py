@@ -157,6 +157,6 @@ TABLES: Dict[str, Table] = {
     **COMPARISON_TABLES,
     "quick": QUICK,
     "compare-quick": COMPARE_QUICK,
-    **DATASET_TABLES,
     "slimming": SLIMMING,
+    **DATASET_TABLES,
 }
