@@ -83,9 +83,9 @@ def build_model(cfg: Config, data: SSLData) -> Tuple[torch.nn.Module, Masks, Opt
     init = checked_init(cfg, data.num_classes)
     if init is None:
         return create_model(cfg.model, data.num_classes, image_size=data.image_size), {}, None
-    if cfg.init_prune != "none":
-        return pruned_init(cfg, data)
     state, model = init
+    if cfg.init_prune != "none":
+        return pruned_init(cfg, data, state)
     return model.train(), state.get("masks") or {}, None
 
 

@@ -39,7 +39,7 @@ def test_the_run_starts_from_what_the_compress_command_writes(trained, fake_cifa
     flags = TINY + ["--data-dir", fake_cifar, "--out", str(out), "--init", trained, "--init-prune", method,
                     "--init-ratio", "0.4"]
     cfg = validate(Config(**vars(build_parser().parse_args(flags + FT))))
-    model, masks, record = pruned_init(cfg, prepare_from_config(cfg))
+    model, masks, record = pruned_init(cfg, prepare_from_config(cfg), load_checkpoint(trained))
     assert model.arch == pruned["arch"] and record["arch"]["after"] == report["arch"]["after"]
     for key, value in model.state_dict().items():
         assert torch.equal(value, pruned["ema"][key]), key

@@ -129,6 +129,11 @@ def load_source(path: str):
         state = load_checkpoint(path)
     except CheckpointError as err:
         raise ConfigError(str(err)) from None
+    return source_from_state(state, path)
+
+
+def source_from_state(state: dict, path: str):
+    """load_source for a checkpoint already read from ``path``."""
     cfg = Config.from_dict(state["config"]) if "config" in state else Config()
     weights = "ema" if isinstance(state.get("ema"), dict) else "raw"
     try:

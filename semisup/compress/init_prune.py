@@ -30,12 +30,13 @@ def compress_args(cfg: Config):
     return args
 
 
-def pruned_init(cfg: Config, data) -> Tuple[torch.nn.Module, Masks, dict]:
-    """(the pruned model in training mode, its masks (unstructured methods), the record for init_prune.json)."""
-    from .cli import load_source, plain_copy, prune, test_accuracy
+def pruned_init(cfg: Config, data, state: dict) -> Tuple[torch.nn.Module, Masks, dict]:
+    """(the pruned model in training mode, its masks (unstructured methods), the record for init_prune.json),
+    from ``state``, the --init checkpoint as the run already read and checked it."""
+    from .cli import plain_copy, prune, source_from_state, test_accuracy
 
     args = compress_args(cfg)
-    state, source_cfg, model = load_source(cfg.init)
+    state, source_cfg, model = source_from_state(state, cfg.init)
     _, _, dense = plain_copy(state["model_name"], model)
     taylor_data = load_taylor_data(args, source_cfg) if args.method == "taylor" else None
     pruned = prune(model, args, source_cfg, taylor_data)
