@@ -50,3 +50,13 @@ def real_cifar(tmp_path_factory):
 
 TINY = ["--model", "wrn-10-tiny", "--n-labeled", "40", "--n-valid", "100", "--batch-size", "8",
         "--eval-batch-size", "64", "--threads", "1", "--no-progress", "--amp", "none"]
+
+
+def train_tiny(tmp_path_factory, data_dir, name, steps, *flags):
+    """The last.pt of a TINY run of ``steps`` steps on ``data_dir`` with ``flags``, in a fresh folder ``name``."""
+    from semisup.runner import main as train
+
+    out = str(tmp_path_factory.mktemp(name))
+    assert train(TINY + ["--data-dir", data_dir, "--out", out, "--steps", str(steps), "--eval-every", str(steps),
+                         *flags]) == 0
+    return os.path.join(out, "last.pt")

@@ -14,15 +14,12 @@ from semisup.masks import sparsity
 from semisup.models import model_from_arch
 from semisup.runner import main as train
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, train_tiny
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, fake_cifar):
-    out = str(tmp_path_factory.mktemp("slimrun"))
-    assert train(TINY + ["--data-dir", fake_cifar, "--out", out, "--steps", "4", "--eval-every", "4",
-                         "--slim-lambda", "1e-3"]) == 0
-    return os.path.join(out, "last.pt")
+    return train_tiny(tmp_path_factory, fake_cifar, "slimrun", 4, "--slim-lambda", "1e-3")
 
 
 def run_compress(checkpoint, out, *flags):

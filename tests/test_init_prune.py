@@ -12,17 +12,14 @@ from semisup.config import Config, build_parser, validate
 from semisup.data import prepare_from_config
 from semisup.runner import main as train
 
-from conftest import TINY
+from conftest import TINY, train_tiny
 
 FT = ["--algorithm", "supervised", "--steps", "2", "--eval-every", "2"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, fake_cifar):
-    out = str(tmp_path_factory.mktemp("source"))
-    assert train(TINY + ["--data-dir", fake_cifar, "--out", out, "--steps", "3", "--eval-every", "3",
-                         "--slim-lambda", "1e-3"]) == 0
-    return os.path.join(out, "last.pt")
+    return train_tiny(tmp_path_factory, fake_cifar, "source", 3, "--slim-lambda", "1e-3")
 
 
 def _read(path):

@@ -19,7 +19,7 @@ from semisup.models import create_model
 from semisup.predict import accuracy, predict
 from semisup.runner import main as train
 
-from conftest import TINY
+from conftest import TINY, train_tiny
 from test_bad_input import readme_messages
 
 RATIOS = ["0.3", "0.6", "0.9"]
@@ -28,10 +28,7 @@ RATIOS = ["0.3", "0.6", "0.9"]
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, fake_cifar):
     """A tiny network trained just enough (about 50 % on the fake test set) for pruning to change its accuracy."""
-    out = str(tmp_path_factory.mktemp("sensrun"))
-    assert train(TINY + ["--data-dir", fake_cifar, "--out", out, "--steps", "30", "--eval-every", "30",
-                         "--algorithm", "supervised"]) == 0
-    return os.path.join(out, "last.pt")
+    return train_tiny(tmp_path_factory, fake_cifar, "sensrun", 30, "--algorithm", "supervised")
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ import pytest
 
 from semisup.compress.cli import main as compress
 from semisup.paper.study import plan
-from semisup.runner import main as train
 
-from conftest import TINY
+from conftest import train_tiny
 
 STUDY = ["--methods", "magnitude", "slim", "--ratios", "0.5", "--steps", "2", "--eval-every", "2"]
 FLAGS = ["--", "--batch-size", "8", "--eval-batch-size", "64", "--threads", "1", "--no-progress", "--amp", "none"]
@@ -16,10 +15,7 @@ FLAGS = ["--", "--batch-size", "8", "--eval-batch-size", "64", "--threads", "1",
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, fake_cifar):
-    out = str(tmp_path_factory.mktemp("mixmatch"))
-    assert train(TINY + ["--data-dir", fake_cifar, "--out", out, "--steps", "2", "--eval-every", "2",
-                         "--seed", "3"]) == 0
-    return os.path.join(out, "last.pt")
+    return train_tiny(tmp_path_factory, fake_cifar, "mixmatch", 2, "--seed", "3")
 
 
 def test_plan_fine_tunes_each_pruned_network_twice_on_the_checkpoints_split(checkpoint):
