@@ -5,7 +5,8 @@ import os
 import pytest
 
 from semisup.compress.cli import main as compress
-from semisup.paper.study import plan
+from semisup.config import Config, validate
+from semisup.paper.study import mixmatch_weight, plan
 
 from conftest import train_tiny
 
@@ -30,6 +31,21 @@ def test_plan_fine_tunes_each_pruned_network_twice_on_the_checkpoints_split(chec
     l1 = next(r for r in runs if r.row == "l1-filter-70-mixmatch").argv
     assert l1[l1.index("--init-prune") + 1] == "l1-filter" and float(l1[l1.index("--init-ratio") + 1]) == 0.7
     assert l1[l1.index("--algorithm") + 1] == "mixmatch" and l1[l1.index("--rampup-kimg") + 1] == "0"
+    # the tiny run's 2 steps of 8 labeled images into the official 1,024-kimg ramp: 75 · 16 / 1,048,576
+    assert float(l1[l1.index("--lambda-u") + 1]) == pytest.approx(75 * 16 / 1048576, rel=1e-12)
+    sup = next(r for r in runs if r.row == "l1-filter-70-supervised").argv
+    assert "--lambda-u" not in sup and "--rampup-kimg" not in sup
+
+
+@pytest.mark.parametrize("overrides, step, flags", [
+    ({"rampup_steps": 2400}, 600, ["--lambda-u", "18.75", "--rampup-kimg", "0"]),  # 75 · 600 / 2400, mid-ramp
+    ({}, 16384, ["--lambda-u", "75.0", "--rampup-kimg", "0"]),  # 16,384 · 64 = 1,024 kimg: the ramp's end
+    ({}, 1 << 20, ["--lambda-u", "75.0", "--rampup-kimg", "0"]),  # past it: the paper's run
+    ({"lambda_u": 100.0, "rampup_kimg": 64}, 512, ["--lambda-u", "50.0", "--rampup-kimg", "0"]),  # 32 of 64 kimg
+    ({"algorithm": "supervised"}, 600, ["--rampup-kimg", "0"]),  # no λu to go on with: MixMatch's own, at once
+])
+def test_mixmatch_fine_tuning_goes_on_at_the_weight_its_checkpoint_ended_with(overrides, step, flags):
+    assert mixmatch_weight(validate(Config(**overrides)), step) == flags
 
 
 def test_a_tiny_study_runs_resumes_and_draws_three_pictures(checkpoint, fake_cifar, tmp_path, capsys):

@@ -12,25 +12,22 @@ rows fine-tune the unpruned network for the same steps: what the extra training 
 import argparse
 import os
 import sys
-from typing import List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..config import Config, ConfigError, OneLineParser
 from ..data import prepare_from_config
+from ..losses import lambda_u_at
 from . import slurm
 from .sweep import Run, launch_runs
 
 TABLE = "study"
 METHODS = ("magnitude", "taylor", "slim", "l1-filter")
 FINETUNES = ("mixmatch", "supervised")
-# A fine-tuning run starts from a trained network, whose guesses are as good as they will get: MixMatch's λu
-# applies in full from the first step (a ramp would spend a short fine-tuning at a small weight).
-FINETUNE_FLAGS = {"mixmatch": ("--algorithm", "mixmatch", "--rampup-kimg", "0"),
-                  "supervised": ("--algorithm", "supervised")}
 
 
-def source_flags(path: str) -> List[str]:
-    """The data, network and labeled split of a checkpoint, as train.py flags."""
+def source_flags(path: str) -> Tuple[List[str], Dict[str, List[str]]]:
+    """(the data, network and labeled split of a checkpoint as train.py flags; the flags of each fine-tuning)."""
     try:
         state = load_checkpoint(path)
     except CheckpointError as err:
@@ -38,8 +35,21 @@ def source_flags(path: str) -> List[str]:
     cfg = Config.from_dict(state["config"]) if isinstance(state.get("config"), dict) else None
     if cfg is None:
         raise ConfigError(f"--checkpoint {path} holds no training configuration (its data and labeled split)")
-    return ["--dataset", cfg.dataset, "--model", state["model_name"], "--n-labeled", str(cfg.n_labeled),
-            "--n-valid", str(cfg.n_valid), "--seed", str(cfg.seed)]
+    flags = ["--dataset", cfg.dataset, "--model", state["model_name"], "--n-labeled", str(cfg.n_labeled),
+             "--n-valid", str(cfg.n_valid), "--seed", str(cfg.seed)]
+    return flags, {"mixmatch": ["--algorithm", "mixmatch", *mixmatch_weight(cfg, int(state.get("step", cfg.steps)))],
+                   "supervised": ["--algorithm", "supervised"]}
+
+
+def mixmatch_weight(cfg: Config, step: int) -> List[str]:
+    """MixMatch fine-tuning goes on with the λu its network ended training with, at once (no ramp: the guesses
+    are as good as they will get). A full-length run ends at λu = 75 after its ramp; a short run that stopped
+    mid-ramp ends lower, and jumping it to 75 can collapse a pruned network to chance. Sources trained
+    otherwise take MixMatch's λu without a ramp."""
+    if cfg.algorithm != "mixmatch":
+        return ["--rampup-kimg", "0"]
+    weight = lambda_u_at(step * cfg.batch_size, cfg.lambda_u, cfg.rampup_images)
+    return ["--lambda-u", repr(weight), "--rampup-kimg", "0"]
 
 
 def row_name(method: str, ratio: float, finetune: str) -> str:
@@ -52,7 +62,7 @@ def plan(checkpoints: Sequence[str], out: str, methods: Sequence[str], ratios: S
     """The study's runs, checkpoint by checkpoint (a seed's whole grid before the next)."""
     runs = []
     for path in checkpoints:
-        flags = source_flags(path)
+        flags, finetune_flags = source_flags(path)
         seed, labels = int(flags[flags.index("--seed") + 1]), int(flags[flags.index("--n-labeled") + 1])
         cells = [(None, 0.0)] * dense + [(m, r) for m in methods for r in ratios]
         for method, ratio in cells:
@@ -60,7 +70,7 @@ def plan(checkpoints: Sequence[str], out: str, methods: Sequence[str], ratios: S
             for finetune in finetunes:
                 row = row_name(method, ratio, finetune) if method else f"dense-{finetune}"
                 folder = os.path.join(out, TABLE, f"{row}@{labels}", f"seed{seed}")
-                argv = (*flags, *FINETUNE_FLAGS[finetune], "--init", path, *prune, "--steps", str(steps),
+                argv = (*flags, *finetune_flags[finetune], "--init", path, *prune, "--steps", str(steps),
                         "--eval-every", str(eval_every), "--out", folder, *extra)
                 runs.append(Run(TABLE, row, labels, seed, folder, argv))
     return runs
