@@ -325,12 +325,19 @@ def _print_curve(name: str, accs: list) -> None:
     print(name, " ".join("-" if a is None else f"{a:.2f}" for a in accs), flush=True)
 
 
+def _checked(command, args, prog: str):
+    """``command(args)``, or None after printing its ConfigError as the one line ``prog: error: …``."""
+    try:
+        return command(args)
+    except ConfigError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return None
+
+
 def sensitivity_main(argv) -> int:
     args = build_sensitivity_parser().parse_args(argv)
-    try:
-        result = run_sensitivity(args)
-    except ConfigError as err:
-        print(f"python -m semisup.compress sensitivity: error: {err}", file=sys.stderr)
+    result = _checked(run_sensitivity, args, "python -m semisup.compress sensitivity")
+    if result is None:
         return 2
     print(sens.format_table(result), end="")
     print(f"wrote {os.path.join(args.out, 'sensitivity.json')}, .txt, .png"
@@ -352,10 +359,8 @@ def main(argv=None) -> int:
         from .lottery_cli import main as lottery_main  # imports the training code, which pruning does not need
         return lottery_main(argv[1:])
     args = build_parser().parse_args(argv)
-    try:
-        result = run(args)
-    except ConfigError as err:
-        print(f"python -m semisup.compress: error: {err}", file=sys.stderr)
+    result = _checked(run, args, "python -m semisup.compress")
+    if result is None:
         return 2
     print(rep.format_report(result))
     print(f"wrote {os.path.join(args.out, 'pruned.pt')} and report.json")
