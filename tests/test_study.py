@@ -62,6 +62,11 @@ def test_a_tiny_study_runs_resumes_and_draws_three_pictures(checkpoint, fake_cif
     assert f"{record['macs']['after']:,}" in slim and f"{record['params']['after']:,}" in slim
     assert "(1 seeds)" in slim and table.startswith("# Compression study")
     assert f"| dense | 0 % | {record['macs']['before']:,} |" in table
+    magnitude = next(line for line in table.splitlines() if line.startswith("| magnitude | 50 %"))
+    with open(root / "magnitude-50-mixmatch@40" / "seed3" / "init_prune.json") as f:
+        masked = json.load(f)  # dense kernels with half their weights zero: same params, half of them nonzero
+    assert masked["params"]["after"] == record["params"]["before"] > masked["nonzero_params"]["after"]
+    assert f"{masked['params']['after']:,} ({masked['nonzero_params']['after']:,})" in magnitude
     capsys.readouterr()
     assert compress(argv) == 0  # resumed: every run finished, nothing redone
     said = capsys.readouterr().out

@@ -2,9 +2,11 @@
 
 Accuracy is 100 − the tables' error (the median EMA test accuracy of a run's last evaluations), mean ± sample std
 over the seeds found. MACs, parameters and latency come from each run's init_prune.json, written when the run
-pruned its --init network. Latency is shown relative to the dense network timed in the same process (batch 256),
-which a busy machine changes far less than the milliseconds themselves. The MixMatch − supervised gain is taken
-seed by seed (both fine-tunings start from the same pruned network) before its mean and spread.
+pruned its --init network. Weight pruning (magnitude, Taylor) keeps dense kernels: its MACs and latency are the
+dense network's, and what it saves shows as nonzero parameters (what a sparse format stores), the axis of the
+parameter picture for every method. Latency is shown relative to the dense network timed in the same process
+(batch 256), which a busy machine changes far less than the milliseconds themselves. The MixMatch − supervised
+gain is taken seed by seed (both fine-tunings start from the same pruned network) before its mean and spread.
 """
 import os
 import statistics
@@ -17,7 +19,7 @@ from .plots import pyplot
 
 TABLE = "study"
 AXES = (("macs", "MACs per image (millions)", 1e-6, "study_macs.png"),
-        ("params", "parameters (millions)", 1e-6, "study_params.png"),
+        ("nonzero", "nonzero parameters (millions)", 1e-6, "study_params.png"),
         ("latency", "CPU latency at batch 256, relative to the dense network", 1.0, "study_latency.png"))
 STYLE = {"mixmatch": ("-", "o", "MixMatch fine-tuning"), "supervised": ("--", "s", "supervised fine-tuning")}
 
@@ -45,7 +47,9 @@ def _costs(records: List[dict]) -> dict:
 
     latency = [r["latency_ms"]["batch_256"] for r in records]
     return {"macs": mean(lambda r: r["macs"]["after"]), "params": mean(lambda r: r["params"]["after"]),
+            "nonzero": mean(lambda r: r["nonzero_params"]["after"]),
             "dense_macs": mean(lambda r: r["macs"]["before"]), "dense_params": mean(lambda r: r["params"]["before"]),
+            "dense_nonzero": mean(lambda r: r["nonzero_params"]["before"]),
             "latency": statistics.mean(t["after"] / t["before"] for t in latency) if latency else None,
             "acc_pruned": mean(lambda r: r["test_acc"]["after"]), "acc_dense": mean(lambda r: r["test_acc"]["before"])}
 
@@ -64,7 +68,8 @@ def collect(cells: Sequence) -> Dict[Tuple[str, Optional[float]], dict]:
     if ("dense", None) in out:  # the dense rows prune nothing: their sizes are the pruned runs' "before"
         pruned = [e["costs"] for key, e in out.items() if key[0] != "dense" and e["costs"]]
         out[("dense", None)]["costs"] = {key: statistics.mean(c[key] for c in pruned) for key in
-                                         ("dense_macs", "dense_params", "acc_dense")} if pruned else {}
+                                         ("dense_macs", "dense_params", "dense_nonzero", "acc_dense")} \
+            if pruned else {}
     return dict(out)
 
 
@@ -86,8 +91,9 @@ def _pm(values: Dict[int, float]) -> str:
 
 def markdown(collected: dict) -> str:
     lines = ["# Compression study: accuracy after fine-tuning (mean ± std over seeds)", "",
-             "| method | pruned | MACs | params | latency b256 | acc. before fine-tuning | MixMatch fine-tuning | "
-             "supervised fine-tuning | MixMatch − supervised (paired) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| method | pruned | MACs | params (nonzero) | latency b256 | acc. before fine-tuning | "
+             "MixMatch fine-tuning | supervised fine-tuning | MixMatch − supervised (paired) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for (method, ratio), entry in sorted(collected.items(), key=lambda kv: (kv[0][0] != "dense", kv[0][0],
                                                                              kv[0][1] or 0)):
         c = entry["costs"]
@@ -96,7 +102,8 @@ def markdown(collected: dict) -> str:
         lines.append(
             f"| {method} | {_f(ratio and 100 * ratio, '{:.0f} %') if not dense else '0 %'} | "
             f"{_f(c.get('dense_macs' if dense else 'macs'), '{:,.0f}')} | "
-            f"{_f(c.get('dense_params' if dense else 'params'), '{:,.0f}')} | "
+            f"{_f(c.get('dense_params' if dense else 'params'), '{:,.0f}')} "
+            f"({_f(c.get('dense_nonzero' if dense else 'nonzero'), '{:,.0f}')}) | "
             f"{_f(1.0 if dense else c.get('latency'), '{:.2f}x')} | "
             f"{_f(c.get('acc_dense' if dense else 'acc_pruned'))} | {_pm(entry['acc'].get('mixmatch', {}))} | "
             f"{_pm(entry['acc'].get('supervised', {}))} | "
