@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5, 0.7],
                         help="shares pruned: of conv/linear weights (magnitude, taylor), of channels (slim, l1-filter)")
     parser.add_argument("--finetune", nargs="+", choices=FINETUNES, default=list(FINETUNES),
-                        help="fine-tunings of every pruned network, each for --steps")
+                        help="fine-tunings of every pruned network, each for --steps (MixMatch at the λu "
+                             "its checkpoint ended training with, from the first step)")
     parser.add_argument("--steps", type=int, required=True, help="fine-tuning steps of every run")
     parser.add_argument("--eval-every", type=int, help="steps between evaluations (default: --steps // 4)")
     parser.add_argument("--no-dense", dest="dense", action="store_false",
