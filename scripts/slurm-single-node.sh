@@ -4,12 +4,12 @@
 #   scripts/slurm-single-node.sh start    # install slurm-wlm + munge if missing, start munged, slurmctld, slurmd
 #   scripts/slurm-single-node.sh stop     # stop the three daemons by their pid files
 #
-# Everything lives in $SEMISUP_SLURM_DIR (default /tmp/semisup-slurm): slurm.conf, state, spool, logs, pid files,
-# and env, a file to source (it exports SLURM_CONF). Needs root (apt-get, munged's key, slurmd). One partition,
+# Everything lives in $SEMISUP_SLURM_DIR (default: semisup-slurm in the temporary folder): slurm.conf, state,
+# spool, logs, pid files, and env, a file to source (it exports SLURM_CONF). Needs root (apt-get, munged's key, slurmd). One partition,
 # "debug", holds the node. Time limits are checked every 30 s by SLURM itself.
 set -euo pipefail
 
-dir=${SEMISUP_SLURM_DIR:-/tmp/semisup-slurm}
+dir=${SEMISUP_SLURM_DIR:-$(dirname "$(mktemp -u)")/semisup-slurm}
 node=$(hostname -s)
 
 install_if_missing() {

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -21,7 +22,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 SWEEP = os.path.join(ROOT, "scripts", "sweep.py")
 TRAIN = os.path.join(ROOT, "train.py")
 TABLES = os.path.join(ROOT, "scripts", "tables.py")
-DEFAULT_CONF = os.path.join(os.environ.get("SEMISUP_SLURM_DIR", "/tmp/semisup-slurm"), "slurm.conf")
+DEFAULT_CONF = os.path.join(os.environ.get("SEMISUP_SLURM_DIR", os.path.join(tempfile.gettempdir(), "semisup-slurm")),
+                            "slurm.conf")
 TIMING = ("img_per_sec", "sec_per_step", "eval_img_per_sec", "elapsed_s")
 
 
