@@ -10,7 +10,9 @@ import sys
 from dataclasses import dataclass, field, fields
 from typing import Optional
 
-from . import algorithms, datasets
+from . import algorithm_specs as algorithms
+from . import datasets
+from .errors import ConfigError, first_line  # noqa: F401  (re-exported: every layer imports them from here)
 
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "step", "cosine")
@@ -34,16 +36,6 @@ RESUMABLE_FIELDS = frozenset({
 LEGACY_DEFAULTS = {"dataset": "cifar10", "image_size": 0, "optimizer": "adam", "lr_schedule": "constant",
                    "lr_milestones": "0.5,0.75", "lr_gamma": 0.1, "momentum": 0.9, "nesterov": False,
                    "wd_mode": "decoupled", "init_prune": "none", "init_ratio": 0.5, "prune_ratio_file": ""}
-
-
-class ConfigError(ValueError):
-    """A configuration or input problem the user can fix; reported as one line, exit code 2."""
-
-
-def first_line(err: BaseException) -> str:
-    """The first line of an exception's message (its type name if it has none), for one-line error reports."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _opt(default, help, choices=None, flag=None, cli_default=...):

@@ -5,6 +5,7 @@ weights (``weight_orig * weight_mask``, so pruned weights are stored as zeros) a
 ``{"<module>.weight": bool tensor}``. Any code that builds the model from ``arch`` can load such a checkpoint; code
 that wants to keep the sparsity (resumption, ``train.py --init``) re-applies the masks with ``load_masked``.
 """
+import copy
 from typing import Dict, List, Tuple
 
 import torch
@@ -61,6 +62,17 @@ def clear_masks(model: nn.Module) -> None:
     for _, module in prunable_modules(model):
         if is_masked(module):
             prune.remove(module, "weight")
+
+
+def clone(model: nn.Module) -> nn.Module:
+    """A deep copy, masks included. A masked layer's ``weight`` is computed from ``weight_orig`` and the mask (not a
+    leaf tensor, which ``copy.deepcopy`` refuses), so the copy computes its own, as the mask's hook would."""
+    masked = [m for _, m in prunable_modules(model) if is_masked(m)]
+    twin = copy.deepcopy(model, {id(m.weight): None for m in masked})
+    for _, m in prunable_modules(twin):
+        if is_masked(m):
+            m.weight = m.weight_orig * m.weight_mask
+    return twin
 
 
 def get_masks(model: nn.Module) -> Masks:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from semisup.checkpoint import load_checkpoint
-from semisup.compress.cli import main as compress
+from semisup.commands.compress import main as compress
 from semisup.compress.report import count_params
 from semisup.masks import sparsity
 from semisup.models import model_from_arch

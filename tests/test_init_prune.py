@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from semisup.checkpoint import load_checkpoint
-from semisup.compress.cli import main as compress
+from semisup.commands.compress import main as compress
 from semisup.compress.init_prune import pruned_init
 from semisup.config import Config, build_parser, validate
 from semisup.data import prepare_from_config

@@ -12,8 +12,8 @@ import torch
 
 from semisup.checkpoint import save_checkpoint
 from semisup.config import ConfigError
-from semisup.paper.slurm import parse_time
-from semisup.paper.status import checkpoint_step
+from semisup.experiments.slurm import parse_time
+from semisup.experiments.status import checkpoint_step
 
 from conftest import ROOT
 from test_bad_input import readme_messages

@@ -13,14 +13,14 @@ import torch
 
 from semisup import stop
 from semisup.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, step_path
+from semisup.commands.compress import main as compress
+from semisup.commands.lottery import main
 from semisup.compress import lottery as lt
-from semisup.compress import lottery_cli
-from semisup.compress import lottery_report as report
-from semisup.compress.cli import main as compress
-from semisup.compress.lottery_cli import main
 from semisup.config import Config, ConfigError, parse_args, validate
 from semisup.data import prepare_from_config
 from semisup.engine import Trainer
+from semisup.experiments import lottery as lottery_run
+from semisup.experiments import lottery_report as report
 from semisup.masks import effective_weight, prunable_modules
 from semisup.models import create_model
 from semisup.records import read_json
@@ -448,7 +448,7 @@ def test_a_torch_compile_failure_is_one_line(fake_cifar, tmp_path, capsys, monke
 
     def fail(cfg):
         raise TorchDynamoException("backend compiler failed\nlong traceback")
-    monkeypatch.setattr(lottery_cli, "train", fail)
+    monkeypatch.setattr(lottery_run, "train", fail)
     assert call(lottery_argv(str(tmp_path / "lt"), fake_cifar, 1)) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [PREFIX + "torch.compile failed (backend compiler failed); run with --no-compile"]

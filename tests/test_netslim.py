@@ -97,7 +97,7 @@ def _checkpoint(tmp_path, name):
 @pytest.mark.parametrize("name", NETWORKS)
 def test_compress_cli_slims_each_network(tmp_path, name, selection):
     from semisup.checkpoint import load_checkpoint
-    from semisup.compress.cli import main as compress
+    from semisup.commands.compress import main as compress
 
     path, dense = _checkpoint(tmp_path, name)
     out = tmp_path / "slim"
@@ -120,7 +120,7 @@ def test_compress_cli_slims_each_network(tmp_path, name, selection):
     (["--method", "l1-filter"], "--method l1-filter and --prune-residual are for the WRN"),
 ])
 def test_compress_cli_refuses_past_the_cap_and_wrn_only_methods(tmp_path, capsys, flags, message):
-    from semisup.compress.cli import main as compress
+    from semisup.commands.compress import main as compress
 
     path, _ = _checkpoint(tmp_path, "densenet-40")
     out = tmp_path / "refused"
@@ -142,7 +142,7 @@ def _without_batch_norm(num_classes=10, image_size=32, **arch):
 def test_slimming_a_network_without_batch_norm_is_refused(tmp_path, capsys, monkeypatch, fake_cifar):
     from semisup import models
     from semisup.checkpoint import FORMAT, VERSION, atomic_save
-    from semisup.compress.cli import main as compress
+    from semisup.commands.compress import main as compress
     from semisup.runner import main as train
 
     from conftest import TINY
@@ -164,7 +164,7 @@ def test_slimming_a_network_without_batch_norm_is_refused(tmp_path, capsys, monk
 
 def test_a_checkpoint_of_one_network_given_to_anothers_surgery_is_refused(tmp_path, capsys):
     from semisup.checkpoint import atomic_save, load_checkpoint
-    from semisup.compress.cli import main as compress
+    from semisup.commands.compress import main as compress
 
     path, _ = _checkpoint(tmp_path, "densenet-40")
     state = load_checkpoint(path)
@@ -185,7 +185,7 @@ def test_each_network_trains_slims_exports_and_evaluates(tmp_path, fake_cifar, n
     from onnx.reference import ReferenceEvaluator
 
     from semisup.checkpoint import load_checkpoint
-    from semisup.compress.cli import main as compress
+    from semisup.commands.compress import main as compress
     from semisup.evaluate.evaluation import main as evaluate
     from semisup.runner import main as train
 

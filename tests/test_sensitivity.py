@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from semisup.checkpoint import FORMAT, VERSION, atomic_save, load_checkpoint, model_from_checkpoint
-from semisup.compress import cli, netslim
-from semisup.compress.cli import main as compress
+from semisup.commands import sensitivity as sensitivity_command
+from semisup.commands.compress import main as compress
+from semisup.compress import netslim
 from semisup.compress.sensitivity import analyse, ratio_within, ratios_within
 from semisup.compress.surgery import remove_channels
 from semisup.compress.training import RATIOS_KEY, PruneSchedule
@@ -142,7 +143,7 @@ def evaluated_images(monkeypatch, checkpoint, out, *flags):
     def spy(model, images, *args, **kwargs):
         seen.append(images)
         return predict(model, images, *args, **kwargs)
-    monkeypatch.setattr(cli, "predict", spy)
+    monkeypatch.setattr(sensitivity_command, "predict", spy)
     result = sensitivity(checkpoint, out, "--ratios", "0.5", *flags)
     assert len(seen) == 1 + len(result["layers"])  # the unpruned model, then each layer at the one ratio
     assert all(torch.equal(images, seen[0]) for images in seen)

@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from semisup.compress.cli import main as compress
+from semisup.commands.compress import main as compress
 from semisup.config import Config, validate
-from semisup.paper.study import mixmatch_weight, plan
+from semisup.experiments.study import mixmatch_weight, plan
 
 from conftest import train_tiny
 

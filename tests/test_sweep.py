@@ -10,9 +10,10 @@ import time
 
 import pytest
 
+from semisup.commands.sweep import main
 from semisup.config import Config, parse_args
-from semisup.paper import numbers as paper
-from semisup.paper.sweep import TABLES, estimate_hours, finished_step, main, plan, relative_step_cost
+from semisup.experiments import numbers as paper
+from semisup.experiments.sweep import TABLES, estimate_hours, finished_step, plan, relative_step_cost
 
 from conftest import ROOT, TINY
 

@@ -6,10 +6,10 @@ import shlex
 
 import pytest
 
+from semisup.commands.sweep import main
 from semisup.config import parse_args
-from semisup.paper import numbers as paper
-from semisup.paper.sweep import main
-from semisup.paper.tables import render
+from semisup.experiments import numbers as paper
+from semisup.experiments.tables import render
 
 # runs/table5-7.sh, written out by hand: row → (weight decay, alpha, consistency weight); None where the method
 # has no such option. Every other setting is the official files' flag default.

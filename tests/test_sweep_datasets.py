@@ -5,10 +5,11 @@ import shlex
 
 import pytest
 
+from semisup.commands.sweep import main
 from semisup.config import parse_args
-from semisup.paper.numbers import paper_error
-from semisup.paper.sweep import OWNED_FLAGS, TABLES, main
-from semisup.paper.tables import Cell, RunResult, to_markdown
+from semisup.experiments.numbers import paper_error
+from semisup.experiments.sweep import OWNED_FLAGS, TABLES
+from semisup.experiments.tables import Cell, RunResult, to_markdown
 
 # table -> {(row, dataset, labels): seeds}, and the hyperparameters every run of the table has:
 # (model, wd, lambda_u (w_match), alpha (beta)) per row.

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from semisup.compress.report import count_macs
+from semisup.experiments import launch
+from semisup.experiments.numbers import SLIMMING
+from semisup.experiments.slurm import waves
+from semisup.experiments.sweep import Run, plan
 from semisup.models import create_model
-from semisup.paper import launch
-from semisup.paper.numbers import SLIMMING
-from semisup.paper.slurm import waves
-from semisup.paper.sweep import Run, plan
 
 from conftest import ROOT
 

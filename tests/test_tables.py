@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from semisup.paper.tables import aggregate, cell_record, find_runs, main, mean_std, median_error, read_metrics
+from semisup.commands.tables import main
+from semisup.experiments.tables import aggregate, cell_record, find_runs, mean_std, median_error, read_metrics
 
 
 def write_run(root, table, row, labels, seed, accs=None, summary=None, n_eval_last=20, every=10):
@@ -158,7 +159,7 @@ def test_official_protocol_is_named_in_the_header(tmp_path, capsys):
 
 
 def test_curves_mean_and_spread_by_hand():
-    from semisup.paper.plots import mean_and_spread
+    from semisup.experiments.plots import mean_and_spread
     a = [{"step": 10, "test_acc": 10.0}, {"step": 20, "test_acc": 30.0}]
     b = [{"step": 10, "test_acc": 20.0}, {"step": 20, "test_acc": None}, {"step": 30, "test_acc": 5.0}]
     assert mean_and_spread([a, b], "test_acc") == ([10], [15.0], [10.0], [20.0])  # only steps both logged

@@ -14,45 +14,34 @@ import torch
 
 from ..config import Config
 from ..masks import Masks
-from . import report as rep
+from .pruning import PruneSpec, plain_copy, prune
+from .source import latency, source_data, source_from_state, test_accuracy
+from .taylor import training_loss_fn
 
 RECORD = "init_prune.json"
 
 
-def compress_args(cfg: Config):
-    """The compress command's own parsed arguments for this run's --init-prune and --init-ratio."""
-    from .cli import build_parser, check_args
-
-    args = build_parser().parse_args(["--checkpoint", cfg.init, "--method", cfg.init_prune, "--ratio",
-                                      repr(cfg.init_ratio), "--out", cfg.run_dir, "--seed", str(cfg.seed),
-                                      "--data-dir", cfg.data_dir])
-    check_args(args)
-    return args
+def init_spec(cfg: Config, source_cfg: Config, data_dir: str) -> PruneSpec:
+    """The run's --init-prune and --init-ratio as a specification; taylor scores on the --init run's own split,
+    read from this run's --data-dir."""
+    taylor_loss = None
+    if cfg.init_prune == "taylor":
+        data = source_data(source_cfg, data_dir)
+        taylor_loss = training_loss_fn(source_cfg, data, torch.device("cpu"), source_cfg.batch_size, cfg.seed)
+    return PruneSpec(cfg.init_prune, ratio=cfg.init_ratio, seed=cfg.seed, taylor_loss=taylor_loss).checked()
 
 
 def pruned_init(cfg: Config, data, state: dict) -> Tuple[torch.nn.Module, Masks, dict]:
     """(the pruned model in training mode, its masks (unstructured methods), the record for init_prune.json),
     from ``state``, the --init checkpoint as the run already read and checked it."""
-    from .cli import plain_copy, prune, source_from_state, test_accuracy
-
-    args = compress_args(cfg)
-    state, source_cfg, model = source_from_state(state, cfg.init)
-    _, _, dense = plain_copy(state["model_name"], model)
-    taylor_data = load_taylor_data(args, source_cfg) if args.method == "taylor" else None
-    pruned = prune(model, args, source_cfg, taylor_data)
-    _, masks, final = plain_copy(state["model_name"], pruned)
-    layout = torch.channels_last if args.channels_last else torch.contiguous_format
-    record = {"init": cfg.init, "method": args.method, "ratio": args.ratio, "scope": args.scope,
-              "arch": {"before": dict(state["arch"]), "after": dict(final.arch)},
-              **rep.compare(dense, pruned, repeats=args.latency_repeats, memory_format=layout),
-              "latency_layout": "channels_last" if args.channels_last else "contiguous",
-              "test_acc": {"before": test_accuracy(dense, data), "after": test_accuracy(pruned, data)}}
-    return final.train(), masks, record
-
-
-def load_taylor_data(args, source_cfg: Config):
-    """The data the Taylor criterion scores with: the --init run's own split, from this run's --data-dir."""
-    from .cli import load_data
-
-    return load_data(args, source_cfg, needed=True)
+    source = source_from_state(state, cfg.init)
+    spec = init_spec(cfg, source.cfg, cfg.data_dir)
+    dense = plain_copy(source.model)[2]
+    pruned = prune(source.model, spec)
+    record = {"init": cfg.init, "method": spec.method, "ratio": spec.ratio, "scope": spec.scope,
+              "arch": {"before": dict(state["arch"]), "after": dict(pruned.model.arch)},
+              **pruned.sizes, "latency_ms": latency(dense, pruned.model),
+              "latency_layout": "channels_last",
+              "test_acc": {"before": test_accuracy(dense, data), "after": test_accuracy(pruned.model, data)}}
+    return pruned.model.train(), pruned.masks, record
 

@@ -10,7 +10,7 @@ import pickle
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from . import Dataset, Source
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

@@ -15,7 +15,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from . import FOLDER_MIN_SIZE, Dataset, Source, cache, unlabeled_dataset
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")

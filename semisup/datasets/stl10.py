@@ -11,7 +11,7 @@ import os
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from . import Dataset, Source, cache, unlabeled_dataset
 from .cifar import download_error, missing_message
 

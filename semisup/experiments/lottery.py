@@ -14,27 +14,22 @@ A round r >= 1 starts from a checkpoint the lottery writes into its folder (``lo
 train.py resumes like any other. Rerunning the same command skips the finished runs (summary.json at --steps with
 this configuration) and resumes the unfinished one; a larger --rounds adds rounds.
 """
-import argparse
 import dataclasses
 import os
-import sys
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Callable, List, Optional
 
-from .. import stop
 from ..checkpoint import NEW_SUFFIX, CheckpointError, load_checkpoint, load_latest, rotation, save_checkpoint, step_path
-from ..config import Config, ConfigError, OneLineParser, config_differences, first_line, parse_args
+from ..compress import lottery as lt
+from ..config import Config, ConfigError, config_differences
 from ..data import prepare_from_config
-from ..guard import NonFiniteLoss
-from ..paper.launch import say
-from ..paper.sweep import finished_step
 from ..records import read_json
-from ..runner import check_run_dir, checked_init, compile_errors, train
-from . import lottery as lt
+from ..runner import check_run_dir, checked_init, train
 from . import lottery_report as report
+from .launch import say
+from .sweep import finished_step
 
-PROG = "python -m semisup.compress lottery"
 # train.py flags the lottery sets itself, or that would break it: (field, refused when, why)
 REFUSED_TRAIN_FLAGS = (
     ("out", lambda v: bool(v), "--out among the train.py flags: every run goes to its own folder under the "
@@ -46,6 +41,17 @@ REFUSED_TRAIN_FLAGS = (
     ("prune_schedule", lambda v: v != "none", "--prune-schedule among the train.py flags: a lottery round's "
                                               "masks are its own, fixed for the whole run"),
 )
+
+
+@dataclass(frozen=True)
+class LotteryOptions:
+    """The lottery's own settings (the train.py configuration of its runs is a Config beside them)."""
+    out: str
+    rounds: int
+    prune_fraction: float = 0.2  # open_lth's
+    rewind_step: int = 0  # 0: the initialisation, the original lottery ticket
+    scope: str = "global"
+    controls: bool = True
 
 
 @dataclass(frozen=True)
@@ -66,46 +72,7 @@ def plan(rounds: int, controls: bool) -> List[Run]:
     return runs
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog=PROG, usage=f"{PROG} --out DIR --rounds R [options] -- <train.py flags>",
-                      formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                      description="Lottery tickets with rewinding (iterative magnitude pruning) and their two "
-                                  "controls, each run a resumable train.py run of the flags after '--'; results in "
-                                  "DIR/lottery.json, .txt and .png.",
-                      epilog="python train.py --help lists the train.py flags; docs/compression.md, Lottery "
-                             "tickets, the folders and the results.")
-    p.add_argument("--out", required=True, default=argparse.SUPPRESS,
-                   help="folder of the lottery: round0, round<r>, reinit<r>, random<r>")
-    p.add_argument("--rounds", type=int, required=True, default=argparse.SUPPRESS,
-                   help="pruning rounds after the dense round 0")
-    p.add_argument("--prune-fraction", type=float, default=0.2,
-                   help="fraction of the surviving conv/linear weights pruned per round (open_lth's 0.2)")
-    p.add_argument("--rewind-step", type=int, default=0,
-                   help="step whose state the survivors and the optimizer go back to (0: the initialisation, the "
-                        "original lottery ticket)")
-    p.add_argument("--scope", choices=lt.SCOPES, default="global",
-                   help="rank the survivors of all layers together, or prune the fraction from each layer")
-    p.add_argument("--controls", action=argparse.BooleanOptionalAction, default=True,
-                   help="also train the reinit and random controls of every round")
-    return p
-
-
-def split_argv(argv: List[str]):
-    """(the lottery's own flags, the train.py flags after the first '--')."""
-    if "--" in argv:
-        i = argv.index("--")
-        return argv[:i], argv[i + 1:]
-    return argv, []
-
-
-def parse(argv: List[str]):
-    """(options, the validated train.py Config); a bad flag of either exits with 2 and one line."""
-    own, train_argv = split_argv(argv)
-    args = build_parser().parse_args(own)
-    return args, parse_args(train_argv, prog=PROG)
-
-
-def check(args, cfg: Config) -> None:
+def check(args: LotteryOptions, cfg: Config) -> None:
     checks = [(args.rounds >= 1, f"--rounds must be at least 1 (got {args.rounds})"),
               (0 < args.prune_fraction < 1, f"--prune-fraction must be in (0, 1) (got {args.prune_fraction})"),
               (args.rewind_step >= 0, f"--rewind-step must not be negative (got {args.rewind_step})"),
@@ -135,7 +102,7 @@ def has_checkpoint(cfg: Config) -> bool:
 class Lottery:
     """The rounds of one lottery folder: which runs are done, the masks of each round, the report."""
 
-    def __init__(self, args, cfg: Config):
+    def __init__(self, args: LotteryOptions, cfg: Config):
         self.args, self.cfg, self.out = args, cfg, args.out
         self.runs = plan(args.rounds, args.controls)
         self.sparsity, self._step_state = {}, None
@@ -297,28 +264,3 @@ class Lottery:
         record = {"settings": self.settings(), "rounds": self.rows()}
         report.write(record, self.out)
         return record
-
-
-def main(argv=None) -> int:
-    """Run (or resume) a lottery; bad input exits with 2 and one line before anything is written, a non-finite
-    loss with 1, a stop signal checkpoints the current run and exits with stop.REQUEUE_EXIT."""
-    stop.install()
-    args, cfg = parse(list(sys.argv[1:] if argv is None else argv))
-    try:
-        check(args, cfg)
-        record = Lottery(args, cfg).run()
-    except ConfigError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except NonFiniteLoss as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 1
-    except stop.StopForRequeue as err:
-        print(err, file=sys.stderr)
-        return stop.REQUEUE_EXIT
-    except compile_errors(cfg) as err:
-        print(f"{PROG}: error: torch.compile failed ({first_line(err)}); run with --no-compile", file=sys.stderr)
-        return 1
-    print(report.format_table(record), end="")
-    print(f"wrote {os.path.join(args.out, report.JSON)}, {report.TXT} and {report.PNG}")
-    return 0

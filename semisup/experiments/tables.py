@@ -5,13 +5,11 @@ evaluations, read from metrics.jsonl (or summary.json when there is no metrics f
 sample standard deviation of that error over the seeds found, with the number of seeds and the steps actually run,
 so that a short run is never mistaken for one of the paper's 1,048,576-step runs.
 """
-import argparse
 import csv
 import math
 import os
 import re
 import statistics
-import sys
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -289,24 +287,3 @@ def render(root: str, metric: str = "test_acc_ema") -> Tuple[str, List[str]]:
             files.append(os.path.join(root, f"{table}_curves.png"))
             plot_curves(cells, table, files[-1])
     return text, files
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="tables.py", description=__doc__.split("\n\n")[0] + " Writes "
-                                     "DIR/table.md, DIR/table.csv and, for the labels table, DIR/labels.png; for "
-                                     "table5-7, the paper's Figures 2 and 3 beside the measured errors "
-                                     "(DIR/table5.png, ...).")
-    parser.add_argument("dir", help="a sweep folder (sweep.py --out), or one table's folder inside it")
-    parser.add_argument("--metric", choices=list(METRICS), default="test_acc_ema",
-                        help="test_acc_ema: the paper's statistic (default); test_acc: the raw model, for runs "
-                             "too short for the EMA (decay 0.999: after n steps it still holds 0.999**n of the "
-                             "initial weights)")
-    args = parser.parse_args(argv)
-    try:
-        text, files = render(args.dir, args.metric)
-    except FileNotFoundError as err:
-        print(f"tables.py: error: {err}", file=sys.stderr)
-        return 2
-    print(text)
-    print("wrote " + ", ".join(files))
-    return 0
