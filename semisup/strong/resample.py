@@ -5,6 +5,7 @@ draws one of six PIL filters, so PIL's separable convolution is ported: per outp
 its support (widened when shrinking), normalised, turned into 22-bit fixed point, a horizontal pass then a vertical
 one, each rounded and clipped to uint8. NEAREST is PIL's scaling affine map.
 """
+import functools
 import math
 
 import torch
@@ -57,8 +58,10 @@ FILTERS = {"lanczos": (_lanczos, 3.0), "bicubic": (_bicubic, 2.0), "bilinear": (
            "box": (_box, 0.5), "hamming": (_hamming, 1.0)}
 
 
+@functools.lru_cache(maxsize=256)
 def _weights(in_size: int, out_size: int, name: str) -> torch.Tensor:
-    """PIL's precompute_coeffs + normalize_coeffs_8bpc as an (out, in) int64 matrix of 22-bit weights."""
+    """PIL's precompute_coeffs + normalize_coeffs_8bpc as an (out, in) int64 matrix of 22-bit weights; cached,
+    since a crop of a 32-pixel image has few sizes (callers must not write into it)."""
     fn, support = FILTERS[name]
     scale = in_size / out_size
     fscale = max(scale, 1.0)
