@@ -15,8 +15,12 @@ from . import datasets
 from .errors import ConfigError, first_line  # noqa: F401  (re-exported: every layer imports them from here)
 
 OPTIMIZERS = ("adam", "sgd")
-LR_SCHEDULES = ("constant", "step", "cosine")
-WD_MODES = ("decoupled", "l2")
+LR_SCHEDULES = ("constant", "step", "cosine", "cosine-7/16")
+WD_MODES = ("decoupled", "l2", "l2-kernels")
+# The recipe settings an algorithm may declare in its DEFAULTS (FixMatch's SGD, Nesterov, cosine, coupled L2); unset
+# (None) until the algorithm's value, or else this one, is filled in.
+RECIPE = {"optimizer": "adam", "lr": 0.002, "lr_schedule": "constant", "nesterov": False, "wd": 0.02,
+          "wd_mode": "decoupled"}
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 DEVICES = ("auto", "cpu", "cuda")
 TRAIN_DESCRIPTION = ("Train MixMatch (or the supervised baseline) on CIFAR-10, CIFAR-100, SVHN, STL-10 or a folder "
@@ -76,19 +80,24 @@ class CommonConfig:
     steps: int = _opt(1 << 20, "optimizer steps")
     batch_size: int = _opt(64, "labeled images per optimizer step over all processes (the unlabeled batch is the "
                                "same size, K views each); under torchrun each of N processes takes batch-size/N")
-    optimizer: str = _opt("adam", "adam (the official one) or sgd (with --momentum, --nesterov)", OPTIMIZERS)
-    lr: float = _opt(0.002, "learning rate (at its peak under --lr-schedule)")
-    lr_schedule: str = _opt("constant", "constant (official), step (x --lr-gamma at each of --lr-milestones) or "
-                                        "cosine (annealed to 0 at --steps)", LR_SCHEDULES)
+    optimizer: str = _opt(None, "adam (the official MixMatch's) or sgd (with --momentum, --nesterov); default: the "
+                                "algorithm's, adam but for fixmatch and uda's sgd", OPTIMIZERS)
+    lr: float = _opt(None, "learning rate (at its peak under --lr-schedule); default: the algorithm's, 0.002 but "
+                           "for fixmatch and uda's 0.03")
+    lr_schedule: str = _opt(None, "constant (MixMatch's), step (x --lr-gamma at each of --lr-milestones), cosine "
+                                  "(annealed to 0 at --steps) or cosine-7/16 (lr*cos(7*pi*step/(16*steps)), "
+                                  "FixMatch's); default: the algorithm's", LR_SCHEDULES)
     lr_milestones: str = _opt("0.5,0.75", "step schedule: where the rate drops, as shares of --steps")
     lr_gamma: float = _opt(0.1, "step schedule: the factor at each milestone")
     momentum: float = _opt(0.9, "sgd: momentum")
-    nesterov: bool = _opt(False, "sgd: Nesterov momentum")
-    wd: float = _opt(None, "weight decay (default: the algorithm's, 0.02 for all but fs-mixup's 0.002); decoupled: "
-                           "conv/linear weights *= 1 - wd*lr after each step, as the official code")
-    wd_mode: str = _opt("decoupled", "decoupled (official: conv/linear weights only, after the step) or l2 (the "
-                                     "optimizer's weight_decay on every parameter, as network slimming's SGD)",
-                        WD_MODES)
+    nesterov: bool = _opt(None, "sgd: Nesterov momentum (default: the algorithm's, on for fixmatch and uda)")
+    wd: float = _opt(None, "weight decay (default: the algorithm's, 0.02 for MixMatch and the 2019 baselines, "
+                           "fs-mixup's 0.002, fixmatch and uda's 5e-4); decoupled: conv/linear weights *= 1 - wd*lr "
+                           "after each step, as the official MixMatch code")
+    wd_mode: str = _opt(None, "decoupled (official MixMatch: conv/linear weights only, after the step), l2 (the "
+                              "optimizer's weight_decay on every parameter, as network slimming's SGD) or l2-kernels "
+                              "(the optimizer's weight_decay on conv/linear weights only: FixMatch's L2 in the loss); "
+                              "default: the algorithm's", WD_MODES)
     ema_decay: float = _opt(0.999, "decay of the parameter EMA")
     warm_averages: bool = _opt(True, "start the EMA (decay min(d, (1+t)/(10+t))) and the batch-norm statistics "
                                      "(momentum max(m, 9/(10+t))) with TF's num_updates rule, so "
@@ -289,22 +298,25 @@ OPTION_RANGES = {
     "K": (lambda v: v >= 1, "at least 1"), "T": (lambda v: v > 0, "positive"), "alpha": (lambda v: v > 0, "positive"),
     "lambda_u": (lambda v: v >= 0, "non-negative"), "lambda_ent": (lambda v: v >= 0, "non-negative"),
     "rampup_steps": (lambda v: v >= 0, "non-negative"), "rampup_kimg": (lambda v: v >= 0, "non-negative"),
-    "rampup_share": (lambda v: v >= 0, "non-negative"), "threshold": (lambda v: 0 < v < 1, "in (0, 1)"),
+    "rampup_share": (lambda v: v >= 0, "non-negative"), "threshold": (lambda v: 0 < v < 1, "in (0, 1)"), "confidence": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "uratio": (lambda v: v >= 1, "at least 1"), "tsa_pos": (lambda v: v >= 0, "non-negative"),
     "vat_eps": (lambda v: v >= 0, "non-negative"), "vat_xi": (lambda v: v > 0, "positive"),
     "smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
 }
 
 
 def fill_algorithm_defaults(cfg) -> None:
-    """Give the algorithm's options that are unset (None) its defaults, and --wd the algorithm's default."""
+    """Give the algorithm's options that are unset (None) its defaults, and the recipe settings (``RECIPE``) the
+    algorithm's values where it declares them."""
     spec = algorithms.SPECS.get(cfg.algorithm)
     if spec is None:
         return
     for name, (default, _, _) in spec.options.items():
         if getattr(cfg, name, None) is None:
             setattr(cfg, name, default)
-    if cfg.wd is None:
-        cfg.wd = spec.defaults.get("wd", 0.02)
+    for name, default in RECIPE.items():
+        if getattr(cfg, name) is None:
+            setattr(cfg, name, spec.defaults.get(name, default))
 
 
 def _resolve_algorithm(cfg: Config) -> None:

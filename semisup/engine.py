@@ -17,7 +17,7 @@ from typing import Callable, Dict, Tuple
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .algorithms.base import Models, make_algorithm, total_loss
+from .algorithms.base import Models, check_data, make_algorithm, total_loss, unlabeled_pool
 from .augment import draw_views
 from .config import Config
 from .data import InfiniteSampler, SSLData
@@ -45,6 +45,7 @@ class Trainer:
     def __init__(self, cfg: Config, rt: Runtime, data: SSLData, model: torch.nn.Module):
         self.cfg, self.rt, self.data = cfg, rt, data
         self.algorithm = make_algorithm(cfg, data.num_classes)
+        check_data(data, self.algorithm)
         self.model = model.to(rt.device, memory_format=rt.memory_format)
         if cfg.sync_bn and rt.distributed:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
@@ -59,10 +60,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(rt.device.type) if rt.amp_dtype == torch.float16 else None
         self.decay_params = decay_parameters(self.model)
         self.batch = per_rank_batch(cfg.batch_size, rt.world_size, cfg.accum_steps)
+        unlabeled = unlabeled_pool(data, self.algorithm)
         self.samplers = {"labeled": InfiniteSampler(len(data.labeled), self.batch, cfg.seed, rt.rank)}
-        if self.algorithm.unlabeled_views:
-            self.samplers["unlabeled"] = InfiniteSampler(len(data.unlabeled), self.batch, cfg.seed + 1, rt.rank)
-        self.device_data = {"labeled": data.labeled.to(rt.device), "unlabeled": data.unlabeled.to(rt.device)}
+        if self.algorithm.unlabeled_views or self.algorithm.strong_views:
+            self.samplers["unlabeled"] = InfiniteSampler(len(unlabeled), self.batch * self.algorithm.uratio,
+                                                         cfg.seed + 1, rt.rank)
+        self.device_data = {"labeled": data.labeled.to(rt.device), "unlabeled": unlabeled.to(rt.device)}
         self.step = 0  # completed optimizer steps
         self._bn_updates = None  # read from the batch norms' counter when first needed (bn_updates)
         self.history = []
@@ -73,7 +76,8 @@ class Trainer:
     @property
     def images_per_step(self) -> int:
         """Training images one step draws over all processes (labeled, plus every unlabeled view)."""
-        return self.cfg.batch_size * (1 + self.algorithm.unlabeled_views)
+        alg = self.algorithm
+        return self.cfg.batch_size * (1 + alg.uratio * (alg.unlabeled_views + alg.strong_views))
 
     def reset_window(self) -> None:
         """Start a new logging window: the loss sums (kept on the device) and the time since the last evaluation."""
@@ -94,19 +98,23 @@ class Trainer:
             hook(self, step)
 
     # ----- one optimizer step -------------------------------------------------------------------------
-    def _views(self, name: str, count: int):
+    def _views(self, name: str, count: int, strong: int = 0):
+        """``count`` weakly and then ``strong`` strongly augmented float views of the next images of sampler
+        ``name``, with their labels and the first weak view as uint8."""
         idx = to_device(self.samplers[name].next(), self.rt.device)
         return draw_views(self.device_data[name], idx, count, self.rt.memory_format, pad=self.data.pad,
-                          flip=self.data.flip)
+                          flip=self.data.flip, strong=self.algorithm.strong, strong_count=strong)
 
     def next_batch(self):
         """Draw this rank's batch (augment, then the algorithm's part: guesses, teachers, mixup), all under the
-        current weights."""
-        (x_lb,), y_lb = self._views("labeled", 1)
-        views = self.algorithm.unlabeled_views
-        x_ulb = self._views("unlabeled", views)[0] if views else []
+        current weights. An algorithm with a learned augmentation (CTAugment) first sees the labeled images."""
+        alg, models = self.algorithm, Models(self.model, self.ema.model)
+        (x_lb,), y_lb, raw_lb = self._views("labeled", 1)
+        alg.observe_labeled(raw_lb, y_lb, models)
+        views = alg.unlabeled_views + alg.strong_views
+        x_ulb = self._views("unlabeled", alg.unlabeled_views, alg.strong_views)[0] if views else []
         with self.rt.autocast():
-            return self.algorithm.batch(x_lb, y_lb, x_ulb, Models(self.model, self.ema.model))
+            return alg.batch(x_lb, y_lb, x_ulb, models)
 
     def _sync_context(self, last: bool):
         """DDP all-reduces gradients only after the last micro-batch's backward."""

@@ -157,7 +157,7 @@ CLI_CASES = [
 ]
 IN_PROCESS_CASES = [
     ("payload batch", lambda w: TINY + ["--data-dir", w.bad["payload"]], "only numpy arrays are allowed"),
-    ("unknown algorithm", lambda w: w.base + ["--algorithm", "fixmatch"], "argument --algorithm: invalid choice"),
+    ("unknown algorithm", lambda w: w.base + ["--algorithm", "noisy-student"], "argument --algorithm: invalid choice"),
     ("flag of another algorithm", lambda w: w.base + ["--algorithm", "vat", "--K", "3"],
      "--K is an option of mixmatch, not of vat"),
     ("threshold one", lambda w: w.base + ["--algorithm", "pseudo-label", "--threshold", "1"],

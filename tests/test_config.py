@@ -60,7 +60,7 @@ def test_flags_set_fields_with_their_types():
     (["--n-lab", "250"], "unrecognized arguments: --n-lab"),  # no abbreviations: a typo is not a guess
     (["--K", "two"], "invalid int value: 'two'"),
     (["--T", "warm"], "invalid float value: 'warm'"),
-    (["--algorithm", "fixmatch"], "invalid choice: 'fixmatch'"),
+    (["--algorithm", "noisy-student"], "invalid choice: 'noisy-student'"),
     (["--T", "0"], "--T must be positive (got 0.0)"),
     (["--T", "-0.5"], "--T must be positive (got -0.5)"),
     (["--K", "0"], "--K must be at least 1 (got 0)"),

@@ -11,6 +11,12 @@ The Trainer draws the augmented views, then asks the algorithm for
 - ``weights(images)``: each term's weight after ``images`` labeled images (ramped or constant; 1 if absent);
 - ``state_dict()`` / ``load_state_dict()``: whatever a resumed run needs besides the model and optimizer.
 
+What the Trainer draws is declared by class attributes: ``unlabeled_views`` weakly augmented (flip and crop) views
+of ``uratio`` unlabeled images per labeled one, then ``strong_views`` views that ``strong`` augments further
+(RandAugment, CTAugment), all in one list; ``unlabeled_has_labeled``: the unlabeled set includes the labeled images
+(FixMatch's substrate). ``observe_labeled`` sees each step's weakly augmented labeled images as uint8 before the
+batch is made (CTAugment's probes learn from them).
+
 Batch norm, as the official code: the first forward pass of ``loss`` (the labeled one) updates the running
 statistics; every other pass runs in training mode on its own batch statistics with the running ones frozen.
 """
@@ -22,7 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import Config
+from ..config import Config, ConfigError
+from ..datasets import concat, unlabeled_dataset
 from ..models import frozen_bn_stats
 from . import load
 
@@ -50,7 +57,10 @@ class Rows:
 class Algorithm:
     """Defaults for the optional parts of the contract; subclasses supply ``batch`` and ``loss``."""
 
-    unlabeled_views = 0  # augmented views the Trainer draws per unlabeled image (0: labeled images only)
+    unlabeled_views = 0  # weakly augmented views the Trainer draws per unlabeled image (0: labeled images only)
+    strong_views = 0  # strongly augmented views per unlabeled image, after the weak ones
+    uratio = 1  # unlabeled images per labeled image (FixMatch's μ)
+    unlabeled_has_labeled = False  # the unlabeled set includes the labeled images, their labels dropped
     terms = ("x",)  # the loss terms' names, in the order they are logged
 
     def __init__(self, cfg, num_classes: int):
@@ -67,6 +77,30 @@ class Algorithm:
 
     def load_state_dict(self, state: dict) -> None:
         """Nothing to restore by default."""
+
+    def strong(self, images: torch.Tensor) -> torch.Tensor:
+        """A strongly augmented copy of weakly augmented uint8 images [N, C, H, W] (``strong_views`` > 0)."""
+        raise NotImplementedError(f"{type(self).__name__} draws no strong views")
+
+    def observe_labeled(self, images: torch.Tensor, labels: torch.Tensor, models: Models) -> None:
+        """The step's weakly augmented labeled images (uint8) and labels, before ``batch``; nothing by default."""
+
+
+def check_data(data, algorithm: Algorithm) -> None:
+    """Refuse, before anything is written, data the algorithm cannot augment: the strong augmentations' ops
+    (colour, contrast, solarize...) are defined on 3-channel RGB images."""
+    channels = data.labeled.images.shape[1]
+    if algorithm.strong_views and channels != 3:
+        raise ConfigError(f"--strong-aug {algorithm.cfg.strong_aug} augments RGB images; this dataset's images have "
+                          f"{channels} channel(s)")
+
+
+def unlabeled_pool(data, algorithm: Algorithm):
+    """The images the unlabeled sampler draws from: the unlabeled set, led by the labeled images (labels dropped)
+    for an algorithm whose unlabeled set includes them."""
+    if not algorithm.unlabeled_has_labeled:
+        return data.unlabeled
+    return concat([unlabeled_dataset(data.labeled.images), data.unlabeled])
 
 
 def make_algorithm(cfg: Config, num_classes: int):

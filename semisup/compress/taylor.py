@@ -11,7 +11,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn as nn
 
-from ..algorithms.base import Models, make_algorithm, total_loss
+from ..algorithms.base import Models, make_algorithm, total_loss, unlabeled_pool
 from ..augment import draw_views
 from ..config import Config
 from ..data import InfiniteSampler, SSLData
@@ -22,19 +22,22 @@ def training_loss_fn(cfg: Config, data: SSLData, device: torch.device, batch_siz
     """``loss_fn(model, i)`` for ``taylor_scores``: the loss of the i-th batch drawn with ``seed``."""
     algorithm = make_algorithm(cfg, data.num_classes)
     weights = algorithm.weights(cfg.steps * cfg.batch_size)
+    pool = unlabeled_pool(data, algorithm)
     labeled = InfiniteSampler(len(data.labeled), batch_size, seed)
-    unlabeled = InfiniteSampler(len(data.unlabeled), batch_size, seed + 1)
+    unlabeled = InfiniteSampler(len(pool), batch_size * algorithm.uratio, seed + 1)
     generator = torch.Generator().manual_seed(seed)
 
-    def views(ds, sampler, count):
-        x, y = draw_views(ds, sampler.next(), count, generator=generator, pad=data.pad, flip=data.flip)
+    def views(ds, sampler, count, strong=0):
+        x, y, _ = draw_views(ds, sampler.next(), count, generator=generator, pad=data.pad, flip=data.flip,
+                             strong=algorithm.strong, strong_count=strong)
         return [v.to(device) for v in x], y.to(device)
 
     def loss_fn(model: nn.Module, i: int) -> torch.Tensor:
         was_training = model.training
         model.train()
         (x_lb,), y_lb = views(data.labeled, labeled, 1)
-        x_ulb = views(data.unlabeled, unlabeled, algorithm.unlabeled_views)[0] if algorithm.unlabeled_views else []
+        n_views = algorithm.unlabeled_views + algorithm.strong_views
+        x_ulb = views(pool, unlabeled, algorithm.unlabeled_views, algorithm.strong_views)[0] if n_views else []
         with frozen_bn_stats(model):
             batch = algorithm.batch(x_lb, y_lb, x_ulb, Models(model, model))
             terms = algorithm.loss(model, batch, nullcontext)
