@@ -61,7 +61,8 @@ class CommonConfig:
     download: bool = _opt(False, "download the dataset through torchvision if it is missing")
     image_size: int = _opt(0, "folder:PATH only: resize every image to this square size (0: the most common size "
                               "of the folder's images)")
-    n_labeled: int = _opt(250, "labeled images, balanced over classes (STL-10 at 1000: the official fold --seed)")
+    n_labeled: int = _opt(250, "labeled images, balanced over classes (STL-10 at 1000: the official fold --seed); 0: "
+                               "every training label, balanced or not (the fully supervised references)")
     n_valid: int = _opt(5000, "validation images held out of the unlabeled training images, balanced over classes "
                               "(default: 5000; STL-10 1000 of its labeled-train images, 0 at 5000 labels; folder:PATH "
                               "0)", cli_default=None)
@@ -264,7 +265,7 @@ def validate(cfg: Config) -> Config:
         (cfg.eval_every >= 1, f"--eval-every must be at least 1 (got {cfg.eval_every})"),
         (cfg.batch_size >= 1, f"--batch-size must be at least 1 (got {cfg.batch_size})"),
         (cfg.eval_batch_size >= 0, f"--eval-batch-size must not be negative (got {cfg.eval_batch_size})"),
-        (cfg.n_labeled >= 1, f"--n-labeled must be at least 1 (got {cfg.n_labeled})"),
+        (cfg.n_labeled >= 0, f"--n-labeled must be 0 (every label) or positive (got {cfg.n_labeled})"),
         (cfg.n_valid >= 0, f"--n-valid must not be negative (got {cfg.n_valid})"),
         (cfg.wd >= 0, f"--wd must not be negative (got {cfg.wd})"),
         (0 <= cfg.ema_decay < 1, f"--ema-decay must be in [0, 1) (got {cfg.ema_decay})"),

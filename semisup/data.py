@@ -19,6 +19,9 @@ from .datasets.cifar import CIFAR10_CLASSES, CIFAR10_FOLDER, download_cifar10, l
 __all__ = ["CIFAR10_CLASSES", "CIFAR10_FOLDER", "Dataset", "InfiniteSampler", "SSLData", "Split", "download_cifar10",
            "load_cifar10", "prepare_data", "split_fold", "split_indices"]
 
+ALL_LABELS = 0  # --n-labeled 0: every training label
+
+
 @dataclass
 class Split:
     labeled: np.ndarray
@@ -65,6 +68,13 @@ def split_fold(labels, fold, n_valid: int, seed: int, num_classes: int, class_na
     rest = np.setdiff1d(np.arange(len(labels)), fold)
     inner = split_indices(labels[rest], 0, n_valid, seed, num_classes, class_names, min_left=0)
     return Split(labeled=np.sort(np.asarray(fold)), valid=rest[inner.valid], unlabeled=rest[inner.unlabeled])
+
+
+def every_label(labels, n_valid: int, seed: int, num_classes: int, class_names: Sequence[str] = ()) -> Split:
+    """``--n-labeled 0``: every training image is labeled but the validation images (balanced, chosen by
+    ``seed``); the classes need not be balanced (SVHN's are not), and no training image is left unlabeled."""
+    inner = split_indices(labels, 0, n_valid, seed, num_classes, class_names, min_left=0)
+    return Split(labeled=inner.unlabeled, valid=inner.valid, unlabeled=np.zeros(0, dtype=np.int64))
 
 
 class InfiniteSampler:
@@ -136,6 +146,8 @@ def make_split(source: Source, n_labeled: int, n_valid: int, seed: int) -> Split
     """
     train, names = source.train, source.class_names
     extra = source.unlabeled is not None and len(source.unlabeled) > 0
+    if n_labeled == ALL_LABELS:
+        return every_label(train.labels.numpy(), n_valid, seed, len(names), names)
     if source.folds and n_labeled == len(source.folds[0]):
         return split_fold(train.labels.numpy(), _fold_seed(source, seed, n_labeled), n_valid, seed, len(names),
                           names)

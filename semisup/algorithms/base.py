@@ -87,12 +87,16 @@ class Algorithm:
 
 
 def check_data(data, algorithm: Algorithm) -> None:
-    """Refuse, before anything is written, data the algorithm cannot augment: the strong augmentations' ops
-    (colour, contrast, solarize...) are defined on 3-channel RGB images."""
+    """Refuse, before anything is written, data the algorithm cannot use: the strong augmentations' ops (colour,
+    contrast, solarize...) are defined on 3-channel RGB images, and an SSL algorithm needs unlabeled images."""
     channels = data.labeled.images.shape[1]
     if algorithm.strong_views and channels != 3:
         raise ConfigError(f"--strong-aug {algorithm.cfg.strong_aug} augments RGB images; this dataset's images have "
                           f"{channels} channel(s)")
+    draws = algorithm.unlabeled_views + algorithm.strong_views
+    if draws and len(unlabeled_pool(data, algorithm)) == 0:
+        raise ConfigError(f"{algorithm.cfg.algorithm} trains on unlabeled images, and this split leaves none "
+                          f"(--n-labeled 0 labels every training image); use --algorithm supervised or fs-mixup")
 
 
 def unlabeled_pool(data, algorithm: Algorithm):

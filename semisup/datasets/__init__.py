@@ -132,7 +132,7 @@ def default_n_valid(name: str, n_labeled: int) -> int:
     if is_folder(name):
         return 0
     if name == "stl10":
-        return 0 if n_labeled >= 5000 else 1000
+        return 0 if n_labeled >= 5000 or n_labeled == 0 else 1000
     return 5000
 
 

@@ -8,6 +8,8 @@ SVHN and SVHN+extra: appendix Tables 5, 6 and 7 (Figures 2 and 3).
 """
 from typing import Dict, Optional, Tuple
 
+from . import fixmatch_numbers as fm
+
 PAPER_STEPS = 1 << 20  # optimizer steps per run (64 images per step, 2^26 images in all)
 ABLATION_LAMBDA_U = 100.0  # the official ablation runs (ablation/ab_mixmatch.py): w_match = 100 ...
 ABLATION_RAMPUP_KIMG = 128  # ... warmup_kimg = 128: 131,072 images, 2,048 steps at batch 64
@@ -60,7 +62,7 @@ SVHN: Dict[int, Tuple[float, float]] = {
 SVHN_EXTRA: Dict[int, Tuple[float, float]] = {
     250: (2.22, 0.08), 500: (2.17, 0.07), 1000: (2.18, 0.06), 2000: (2.12, 0.03), 4000: (2.07, 0.05),
 }
-SVHN_ALL_LABELS, SVHN_EXTRA_ALL_LABELS = 2.59, 1.71  # every training label (no sweep runs these)
+SVHN_ALL_LABELS, SVHN_EXTRA_ALL_LABELS = 2.59, 1.71  # every training label (table6/table7's fully-supervised rows)
 SVHN_LAMBDA_U = 250.0
 SVHN_ALPHA, SVHN_EXTRA_ALPHA = 0.75, 0.25  # the official runs' beta: 0.25 with the extra images
 
@@ -102,7 +104,9 @@ COMPARISON = {"table5": TABLE5, "table6": TABLE6, "table7": TABLE7}
 # The fully supervised references on every training label (fs_mixup, all.sh's "(in paper)" runs): 4.13 % in appendix
 # B.1 (the text of section 4.2.2 says 4.17). Here the balanced split labels all CIFAR-10 images but one per class.
 FULLY_SUPERVISED_LABELS = 49990
-FULLY_SUPERVISED = {"table5": (FULLY_SUPERVISED_LABELS, 4.13)}
+# SVHN's classes are not balanced, so its references label every training image: --n-labeled 0 (data.ALL_LABELS).
+FULLY_SUPERVISED = {"table5": (FULLY_SUPERVISED_LABELS, 4.13), "table6": (0, SVHN_ALL_LABELS),
+                    "table7": (0, SVHN_EXTRA_ALL_LABELS)}
 
 
 # Network slimming (Liu et al., ICCV 2017), Table 1: (dataset, network) → (base error %, params, FLOPs) and, per share
@@ -147,6 +151,12 @@ def _slimming_error(row: str) -> Optional[Tuple[float, Optional[float]]]:
     return (pruned[ratio][0], None) if ratio in pruned else None
 
 
+def paper_confirmed(table: str, row: str, labels: int) -> bool:
+    """False for a paper value that only one secondary source gives (the FixMatch table's unverified cells)."""
+    cell = fm.table2_cell(row, labels) if table == fm.TABLE else None
+    return cell[2] if cell else True
+
+
 def paper_steps(table: str, row: str) -> int:
     """The optimizer steps of the paper's run of this row: network slimming's recipe for its networks, else
     MixMatch's 2^20."""
@@ -163,6 +173,9 @@ def paper_error(table: str, row: str, labels: int) -> Optional[Tuple[float, Opti
         return LARGE[row][1]
     if table == "slimming":
         return _slimming_error(row)
+    if table == fm.TABLE:
+        cell = fm.table2_cell(row, labels)
+        return cell[:2] if cell else None
     if table in COMPARISON:
         if row == "fully-supervised" and labels == FULLY_SUPERVISED.get(table, (None,))[0]:
             return FULLY_SUPERVISED[table][1], None

@@ -4,6 +4,7 @@ import statistics
 from collections import defaultdict
 from typing import Sequence
 
+from . import fixmatch_numbers as fm
 from .numbers import COMPARISON, LABELS, PAPER_STEPS
 
 CURVES = (("test_acc_ema", "EMA model", "-"), ("test_acc", "raw model", "--"))
@@ -61,7 +62,8 @@ def plot_comparison(records: Sequence[dict], table: str, path: str) -> None:
             n = sorted(paper)
             ax.errorbar(n, [paper[k][0] for k in n], yerr=[paper[k][1] for k in n], fmt="o--", color=color,
                         alpha=0.5, capsize=2)
-        mine = sorted((r for r in recs if r["row"] == row), key=lambda r: r["labels"])
+        mine = sorted((r for r in recs if r["row"] == row and r["labels"] > 0),  # 0: every label, off the axis
+                      key=lambda r: r["labels"])
         if mine:
             ax.errorbar([r["labels"] for r in mine], [r["error_mean"] for r in mine],
                         yerr=[r["error_std"] or 0.0 for r in mine], fmt="s-", color=color, capsize=3)
@@ -77,6 +79,43 @@ def plot_comparison(records: Sequence[dict], table: str, path: str) -> None:
     ax.set_title(f"{FIGURES[table]}, WRN-28-2: error vs number of labels")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_fixmatch(records: Sequence[dict], path: str) -> None:
+    """The FixMatch paper's Table 2 as pictures: error against labels per method, one panel per dataset, measured
+    here (solid, ± std over seeds) beside the paper (dashed; open markers where no second source confirms it)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(fm.DATASETS), figsize=(4.2 * len(fm.DATASETS), 4.2))
+    recs = [r for r in records if r["table"] == fm.TABLE]
+    for ax, (dataset, (_, labels)) in zip(axes, fm.DATASETS.items()):
+        for i, method in enumerate(fm.METHODS):
+            color, paper = f"C{i % 10}", fm.TABLE2.get((dataset, method), {})
+            n = sorted(paper)
+            if n:
+                ax.errorbar(n, [paper[k][0] for k in n], yerr=[paper[k][1] or 0.0 for k in n], fmt="--",
+                            color=color, alpha=0.5, capsize=2)
+                ax.scatter(n, [paper[k][0] for k in n], color=color, alpha=0.5,
+                           facecolors=[color if paper[k][2] else "none" for k in n])
+            mine = sorted((r for r in recs if r["row"] == fm.row_name(dataset, method)), key=lambda r: r["labels"])
+            if mine:
+                ax.errorbar([r["labels"] for r in mine], [r["error_mean"] for r in mine],
+                            yerr=[r["error_std"] or 0.0 for r in mine], fmt="s-", color=color, capsize=3)
+            ax.plot([], [], color=color, label=method)
+        ax.set_xscale("log")
+        ax.set_xticks(labels, [str(k) for k in labels])
+        ax.minorticks_off()
+        ax.set_yscale("log")
+        ax.set_xlabel("labeled images")
+        ax.set_title(dataset)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test error (%)")
+    axes[0].plot([], [], "k--", alpha=0.5, label="paper (open: unverified)")
+    axes[0].plot([], [], "k-", label="here")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("FixMatch paper, Table 2: error vs number of labels")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

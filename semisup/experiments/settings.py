@@ -6,6 +6,8 @@ paper's results and hyperparameters they come from, ``sweep.py`` turns a table i
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
+from ..algorithm_specs import NAMES
+from . import fixmatch_numbers as fm
 from . import numbers as paper
 
 # The official ablation runs used λu = 100 and a 128-kimg ramp-up (not the 75 and 1024 kimg of the main results).
@@ -66,15 +68,16 @@ QUICK = Table(rows={"mixmatch": (), "supervised": ("--algorithm", "supervised")}
               common=("--model", "wrn-16-1", "--amp", "auto", "--n-eval-last", "3"), steps=600,
               rampup_fraction=4.0, n_evals=6)
 
-def _baselines(dataset: str, rows: Dict[str, Tuple[str, ...]], fully_supervised: bool = False) -> Table:
+def _baselines(table: str, dataset: str, rows: Dict[str, Tuple[str, ...]]) -> Table:
     """A comparison table (runs/table5-7.sh): every method with its official weight decay, beta and weight on one
-    dataset, 250-4000 labels, seeds 1-5; the fully supervised reference (fs_mixup) on every label, where the
-    balanced split can label every training image but one per class (CIFAR-10: 49,990 of 50,000)."""
+    dataset, 250-4000 labels, seeds 1-5; the fully supervised reference (fs_mixup) on every label: CIFAR-10's
+    balanced split labels every training image but one per class (49,990 of 50,000), SVHN's unbalanced classes take
+    --n-labeled 0 (every label)."""
     flags = {name: ("--algorithm", name, *row) if name != "mixmatch" else row for name, row in rows.items()}
     row_labels = {name: tuple(paper.LABELS) for name in rows}
-    if fully_supervised:
+    if table in paper.FULLY_SUPERVISED:
         flags["fully-supervised"] = ("--algorithm", "fs-mixup")
-        row_labels["fully-supervised"] = (paper.FULLY_SUPERVISED_LABELS,)
+        row_labels["fully-supervised"] = (paper.FULLY_SUPERVISED[table][0],)
     labels = tuple(dict.fromkeys(n for row in row_labels.values() for n in row))
     return Table(rows=flags, labels=labels, seeds=(1, 2, 3, 4, 5), common=("--dataset", dataset),
                  row_labels=row_labels)
@@ -91,14 +94,14 @@ SVHN_ROWS = {
 # runs/table5.sh-table7.sh, method by method (their --smoothing is left out: the official SSL baselines never apply
 # it; docs/algorithms.md). Unlisted settings are each algorithm's defaults, the official files' flag defaults.
 COMPARISON_TABLES: Dict[str, Table] = {
-    "table5": _baselines("cifar10", {
+    "table5": _baselines("table5", "cifar10", {
         "pi-model": ("--wd", "0.02", "--lambda-u", "20"), "pseudo-label": ("--wd", "0.02", "--lambda-u", "1"),
         "mixup": ("--wd", "0.02", "--alpha", "0.75"), "vat": ("--wd", "0.02"),
         "mean-teacher": ("--wd", "0.2", "--lambda-u", "50"), "ict": ("--wd", "0.02", "--alpha", "0.75",
                                                                      "--lambda-u", "1000"),
-        "mixmatch": ("--wd", "0.02", "--alpha", "0.75", "--lambda-u", "75")}, fully_supervised=True),
-    "table6": _baselines("svhn", SVHN_ROWS),
-    "table7": _baselines("svhn-extra", {**SVHN_ROWS, "mean-teacher": ("--wd", "0.02", "--lambda-u", "180"),
+        "mixmatch": ("--wd", "0.02", "--alpha", "0.75", "--lambda-u", "75")}),
+    "table6": _baselines("table6", "svhn", SVHN_ROWS),
+    "table7": _baselines("table7", "svhn-extra", {**SVHN_ROWS, "mean-teacher": ("--wd", "0.02", "--lambda-u", "180"),
                                         "mixmatch": ("--wd", "0.02", "--alpha", "0.25", "--lambda-u", "250")}),
 }
 
@@ -145,6 +148,25 @@ def _slimming() -> Table:
 
 SLIMMING = _slimming()
 
+
+def _fixmatch() -> Table:
+    """The FixMatch paper's Table 2: every method on every dataset at the label counts the paper reports for it
+    (not the Π-model, Pseudo-Label and Mean Teacher at 40 labels: "–" there), five folds each, all with FixMatch's
+    recipe (``fixmatch_numbers``)."""
+    rows, row_labels = {}, {}
+    for dataset, (flags, labels) in fm.DATASETS.items():
+        for method, method_flags in fm.METHODS.items():
+            if method_flags[1] not in NAMES:
+                continue
+            paper = fm.TABLE2.get((dataset, method), {})
+            rows[fm.row_name(dataset, method)] = (*flags, *method_flags)
+            row_labels[fm.row_name(dataset, method)] = tuple(n for n in labels if n in paper) or labels
+    labels = tuple(sorted({n for counts in row_labels.values() for n in counts}))
+    return Table(rows=rows, labels=labels, seeds=(1, 2, 3, 4, 5), row_labels=row_labels)
+
+
+FIXMATCH = _fixmatch()
+
 TABLES: Dict[str, Table] = {
     "table4": Table(rows={
         "mixmatch": (), "k1": ("--K", "1"), "k3": ("--K", "3"), "k4": ("--K", "4"), "no-sharpen": ("--no-sharpen",),
@@ -158,5 +180,6 @@ TABLES: Dict[str, Table] = {
     "quick": QUICK,
     "compare-quick": COMPARE_QUICK,
     "slimming": SLIMMING,
+    fm.TABLE: FIXMATCH,
     **DATASET_TABLES,
 }

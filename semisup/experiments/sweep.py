@@ -158,8 +158,19 @@ def relative_step_cost(cfg: Config) -> float:
     images (forward only), spread over ``eval_every`` steps.
     """
     per_image = cfg.K + 3 * (1 + cfg.K) if cfg.algorithm == "mixmatch" else algorithms.SPECS[cfg.algorithm].step_cost
+    if getattr(cfg, "uratio", None):  # FixMatch, UDA: the joint pass over B + 2μB images, CTAugment's probe pass
+        per_image = 3 * (1 + 2 * cfg.uratio) + (cfg.strong_aug == "cta")
     evaluation = 2 * (cfg.n_valid + spec_of(cfg.dataset).test_images) / cfg.eval_every
     return (cfg.batch_size * per_image + evaluation) / (cfg.batch_size * 11)
+
+
+def cost_line(table: str, configs: Sequence[Config]) -> str:
+    """What the runs cost, printed before they start: steps, and steps × each algorithm's passes per step in units
+    of one K=2 MixMatch step (``relative_step_cost``)."""
+    steps = sum(cfg.steps for cfg in configs)
+    work = sum(cfg.steps * relative_step_cost(cfg) for cfg in configs)
+    return (f"{table}: {len(configs)} run{'s' * (len(configs) != 1)}, {steps:,} steps, as much work as {work:,.0f} "
+            f"K=2 MixMatch steps (sweep.py --estimate SEC_PER_STEP turns it into device-hours)")
 
 
 def estimate_hours(configs: Sequence[Config], sec_per_step: float) -> float:
@@ -189,6 +200,7 @@ def launch_runs(args, runs: List[Run], configs: List[Config], extra: Sequence[st
         folder = args.slurm_folder or os.path.join(args.out, ".submitit")
         return slurm.submit_sweep(runs, configs, slurm.check(args), folder, train_py, args.slurm_max_timeouts,
                                   finished_step, args.out)
+    print(cost_line(args.table, configs), flush=True)
     threads_given = any(t.split("=", 1)[0] == "--threads" for t in extra)
     run_slots = launch.slots(args.parallel, threads_given) if args.parallel != 1 else None
     record_plan(args.out, runs)

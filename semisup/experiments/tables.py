@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..records import median_of_last, model_selection, read_json, read_metrics
-from .numbers import PAPER_STEPS, SLIMMING_STEPS, paper_error, paper_steps
-from .plots import FIGURES, plot_comparison, plot_curves, plot_labels
+from . import fixmatch_numbers as fm
+from .numbers import PAPER_STEPS, SLIMMING_STEPS, paper_confirmed, paper_error, paper_steps
+from .plots import FIGURES, plot_comparison, plot_curves, plot_fixmatch, plot_labels
 from .settings import TABLES
 from .slimming_table import render_slimming
 from .study_plots import render_study
@@ -23,7 +24,8 @@ from .study_plots import render_study
 ROW_DIR = re.compile(r"^(?P<row>.+)@(?P<labels>\d+)$")
 SEED_DIR = re.compile(r"^seed(?P<seed>\d+)$")
 METRICS = {"test_acc_ema": "EMA test accuracy", "test_acc": "raw-model test accuracy (not the paper's statistic)"}
-CSV_COLUMNS = ("table", "row", "labels", "error_mean", "error_std", "paper_error", "paper_std", "diff", "seeds",
+CSV_COLUMNS = ("table", "row", "labels", "error_mean", "error_std", "paper_error", "paper_std", "paper_confirmed",
+               "diff", "seeds",
                "steps_min", "steps_max", "paper_steps", "evals_min", "seed_errors", "final_error_mean",
                "best_valid_error_mean", "best_test_error_optimistic_mean", "precision", "n_valid", "device_hours")
 
@@ -154,6 +156,7 @@ def cell_record(cell: Cell) -> dict:
     hours = [r.info.get("device_hours") for r in cell.runs]
     return {"table": cell.table, "row": cell.row, "labels": cell.labels, "error_mean": mean, "error_std": std,
             "paper_error": paper[0] if paper else None, "paper_std": paper[1] if paper else None,
+            "paper_confirmed": paper_confirmed(cell.table, cell.row, cell.labels) if paper else None,
             "diff": mean - paper[0] if paper else None, "seeds": len(cell.runs), "steps_min": min(steps),
             "steps_max": max(steps), "paper_steps": paper_steps(cell.table, cell.row),
             "evals_min": min(r.n_evals for r in cell.runs),
@@ -169,6 +172,11 @@ def _pm(mean: Optional[float], std: Optional[float]) -> str:
     if mean is None:
         return "—"
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def _unconfirmed(rec: dict) -> str:
+    """A mark beside a paper value that one secondary source gives and no second one confirms."""
+    return " (unverified)" if rec["paper_confirmed"] is False else ""
 
 
 def _steps(rec: dict) -> str:
@@ -241,7 +249,8 @@ def to_markdown(cells: Sequence[Cell], metric: str = "test_acc_ema") -> str:
             rec = cell_record(cell)
             diff = "—" if rec["diff"] is None else f"{rec['diff']:+.2f}"
             out.append(f"| {cell.row} | {cell.labels} | {_pm(rec['error_mean'], rec['error_std'])} | "
-                       f"{_pm(rec['paper_error'], rec['paper_std'])} | {diff} | {rec['seeds']} | {_steps(rec)} | "
+                       f"{_pm(rec['paper_error'], rec['paper_std'])}{_unconfirmed(rec)} | {diff} | {rec['seeds']} | "
+                       f"{_steps(rec)} | "
                        f"{rec['evals_min']} | {_opt(rec['final_error_mean'])} | "
                        f"{_opt(rec['best_valid_error_mean'])} | {_opt(rec['best_test_error_optimistic_mean'])} | "
                        f"{rec['precision'] or '—'} | {_hours(rec)} |")
@@ -282,6 +291,9 @@ def render(root: str, metric: str = "test_acc_ema") -> Tuple[str, List[str]]:
     for table in (t for t in FIGURES if any(c.table == t for c in cells)):
         files.append(os.path.join(root, f"{table}.png"))
         plot_comparison(records, table, files[-1])
+    if any(c.table == fm.TABLE for c in cells):
+        files.append(os.path.join(root, f"{fm.TABLE}.png"))
+        plot_fixmatch(records, files[-1])
     for table in dict.fromkeys(c.table for c in cells):
         if any(r.history for c in cells if c.table == table for r in c.runs):
             files.append(os.path.join(root, f"{table}_curves.png"))

@@ -52,6 +52,8 @@ MODELS: Dict[str, Callable[..., nn.Module]] = {
     "wrn-28-2": _wrn(32),
     # The paper's large model (Table 1): 135 filters, widths 135/270/540 at 32x32, about 26M parameters.
     "wrn-28-large": _wrn(135),
+    # WRN-28-8: the FixMatch paper's CIFAR-100 network (the official --filters=128), widths 128/256/512, about 23M.
+    "wrn-28-8": _wrn(128),
     # WRN-16-1 (widths 16/32/64 at 32x32, two blocks per stage, 175k parameters): the CPU-scale reproduction's
     # network (scripts/sweep.py quick), about a tenth of WRN-28-2's step.
     "wrn-16-1": _wrn(16, depth=16),
