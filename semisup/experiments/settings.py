@@ -159,7 +159,7 @@ def _fixmatch() -> Table:
             if method_flags[1] not in NAMES:
                 continue
             paper = fm.TABLE2.get((dataset, method), {})
-            rows[fm.row_name(dataset, method)] = (*flags, *method_flags)
+            rows[fm.row_name(dataset, method)] = (*method_flags, *flags)  # the dataset's --wd wins
             row_labels[fm.row_name(dataset, method)] = tuple(n for n in labels if n in paper) or labels
     labels = tuple(sorted({n for counts in row_labels.values() for n in counts}))
     return Table(rows=rows, labels=labels, seeds=(1, 2, 3, 4, 5), row_labels=row_labels)
