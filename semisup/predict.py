@@ -1,4 +1,10 @@
-"""Predictions and top-k accuracy: what training, evaluation and compression all measure a model with."""
+"""Predictions and top-k accuracy: what training, evaluation and compression all measure a model with.
+
+One rule turns logits into classes wherever semisup reports an accuracy (the top-1 and top-k of evaluate.py, its
+confusion matrix, per-class scores and calibration, train.py's logged accuracies, the tables built from them, the
+compression and sensitivity commands): the class with the highest logit, and among equal logits the lowest class
+index (``ranked_classes``). A second rule would let two numbers of one report disagree on every tied image.
+"""
 from contextlib import nullcontext
 
 import torch
@@ -27,9 +33,28 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 0, device=
     return torch.cat(outs).cpu()
 
 
+def ranked_classes(logits: torch.Tensor, k: int = 1) -> torch.Tensor:
+    """The ``k`` highest-scoring classes of each row [N, k], best first; equal logits rank the lower class first.
+
+    A stable descending sort, so the order does not depend on the device or on how ``topk`` happens to visit the
+    row: column 0 is ``argmax`` with its first-maximum rule (torch's and numpy's), and it is in every top-k.
+    """
+    return torch.sort(torch.as_tensor(logits), dim=1, descending=True, stable=True).indices[:, :k]
+
+
+def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
+    """The predicted class of each row [N]: the highest logit, the lowest class index among equal ones."""
+    return ranked_classes(logits, 1)[:, 0]
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
-    """Top-k accuracy in percent."""
+    """Top-k accuracy in percent, by ``ranked_classes``' rule (top-1 = ``predicted_classes``).
+
+    Counted exactly (100 * hits / N, not a float32 mean), so a report's top-1 is its confusion matrix's trace
+    over the image count to the last digit.
+    """
     if len(labels) == 0:
         return float("nan")
-    topk = logits.topk(min(k, logits.shape[1]), dim=1).indices
-    return 100.0 * (topk == labels.to(topk.device)[:, None]).any(1).float().mean().item()
+    top = ranked_classes(logits, min(k, logits.shape[1]))
+    hits = int((top == torch.as_tensor(labels).to(top.device)[:, None]).any(1).sum())
+    return 100.0 * hits / len(labels)
