@@ -1,5 +1,5 @@
 """One prediction rule: tied logits give the same top-1 in the report, its confusion matrix, calibration and the
-logged accuracy; top-k holds the top-1."""
+logged accuracy; top-k holds the top-1; the classifier head runs in float32 under bf16 autocast."""
 import json
 import os
 
@@ -10,7 +10,8 @@ import torch.nn as nn
 
 from semisup.evaluate import evaluation
 from semisup.evaluate.metrics import classification_report, expected_calibration_error, softmax
-from semisup.predict import accuracy, predict, predicted_classes, ranked_classes
+from semisup.models import create_model
+from semisup.predict import accuracy, model_logits, predict, predicted_classes, ranked_classes, tied_top
 
 from accum_support import single_process_trainer, tiny_config
 from conftest import train_tiny
@@ -27,6 +28,7 @@ TIED = torch.tensor([[0.0, 2.0, 2.0, 1.0],
 def test_ties_go_to_the_lowest_class_as_argmax_does():
     assert predicted_classes(TIED).tolist() == [1, 0, 0, 2, 3]
     assert predicted_classes(TIED).tolist() == TIED.argmax(1).tolist() == TIED.numpy().argmax(1).tolist()
+    assert tied_top(TIED) == 4 and tied_top(TIED[4:]) == 0
 
 
 def test_top_k_holds_the_top_1_and_ranks_ties_by_class():
@@ -45,6 +47,7 @@ def test_report_matrix_calibration_and_logged_metric_agree_on_ties(labels):
     cm = np.array(report["confusion_matrix"])
     assert report["top1"] == 100.0 * np.trace(cm) / cm.sum() == accuracy(TIED, labels)
     assert report["top1"] == pytest.approx(100.0 * sum(r["recall"] * r["support"] for r in report["per_class"]) / 5)
+    assert report["tied_top1"] == 4
     hits = sum(b["accuracy"] * b["count"] for b in report["reliability"] if b["count"])
     assert hits == pytest.approx(np.trace(cm))
     ece, _ = expected_calibration_error(softmax(TIED.numpy()), labels.numpy(), 15)
@@ -68,10 +71,36 @@ def test_logged_accuracy_is_the_reports_top1_on_tied_logits(fake_cifar):
     logged = trainer.evaluate()
     test = trainer.data.test
     logits = predict(trainer.model, test.images)
+    assert tied_top(logits) == len(test)
     report = classification_report(logits.numpy(), test.labels.numpy(), [str(i) for i in range(10)])
     share_of_class_0 = 100.0 * int((test.labels == 0).sum()) / len(test)
     assert logged["test_acc"] == logged["test_acc_ema"] == report["top1"] == share_of_class_0
     assert np.array(report["confusion_matrix"])[:, 1:].sum() == 0
+
+
+def test_head_runs_in_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    model = create_model("wrn-10-tiny").eval()
+    x = torch.randn(64, 3, 32, 32)
+    with torch.inference_mode():
+        logits = model_logits(model, x, torch.autocast("cpu", dtype=torch.bfloat16))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            features = model.features(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = model(x)
+    assert logits.dtype == torch.float32 and bf16.dtype == torch.bfloat16
+    assert torch.equal(logits, model.fc(features.float()))
+    assert torch.equal(model_logits(model, x), model(x))
+
+
+def test_model_without_a_head_runs_whole_under_autocast():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    x = torch.randn(5, 3, 2, 2)
+    with torch.inference_mode():
+        logits = model_logits(model, x, torch.autocast("cpu", dtype=torch.bfloat16))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            expected = model(x).float()
+    assert logits.dtype == torch.float32 and torch.equal(logits, expected)
 
 
 def test_bf16_evaluation_top1_is_the_matrix_diagonal(fake_cifar, tmp_path_factory):
@@ -80,6 +109,8 @@ def test_bf16_evaluation_top1_is_the_matrix_diagonal(fake_cifar, tmp_path_factor
     assert evaluation.main(["--checkpoint", ckpt, "--out", out, "--amp", "bf16", "--threads", "1"]) == 0
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)
+    logits = np.load(os.path.join(out, "predictions.npz"))["logits"]
     cm = np.array(metrics["confusion_matrix"])
     assert metrics["amp"] == "bfloat16" and cm.sum() == metrics["n_images"] == 200
     assert metrics["top1"] == 100.0 * np.trace(cm) / cm.sum()
+    assert metrics["tied_top1"] == tied_top(torch.from_numpy(logits))

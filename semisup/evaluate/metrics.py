@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..predict import accuracy, predicted_classes
+from ..predict import accuracy, predicted_classes, tied_top
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15, predicted=None):
@@ -67,6 +67,7 @@ def classification_report(logits: np.ndarray, labels: np.ndarray, class_names: S
     return {
         "n_images": int(len(labels)),
         "top1": accuracy(t_logits, t_labels, 1),
+        "tied_top1": tied_top(t_logits),
         "top5": accuracy(t_logits, t_labels, 5),
         "per_class": [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
                        "support": int(s)} for name, p, r, f, s in zip(class_names, precision, recall, f1, support)],
