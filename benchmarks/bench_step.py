@@ -10,6 +10,7 @@ of the median per-step times.
     python benchmarks/bench_step.py                          # the device train.py would pick
     python benchmarks/bench_step.py --rounds 5 --steps 4     # longer, steadier
     python benchmarks/bench_step.py -- --no-compile --amp none   # train.py flags after -- change the default path
+    python benchmarks/bench_step.py --eval-only --rounds 3   # the evaluation figure alone, no training steps
 
 The data is synthetic (uniform random uint8 images): the cost of a step does not depend on the pixels.
 """
@@ -187,12 +188,39 @@ def run_eval(trainer, reference, data, device):
     return default, len(images) / (time.perf_counter() - start)
 
 
+def clocked(fn) -> tuple:
+    """(wall seconds, CPU seconds of this process over all its threads) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def eval_only(trainer, reference, data, rounds: int, device) -> int:
+    """The evaluation figure alone: both paths alternated over ``rounds``, as images per wall-clock second and per
+    CPU second. The CPU figure is the steadier one on a shared machine (other processes' load slows the wall
+    clock, not the work), and with --threads 1 it is the wall-clock figure of an idle core."""
+    n_default = 2 * (len(data.valid) + len(data.test))
+    run_eval(trainer, reference, data, device)
+    times = {"reference": [], "default": []}
+    for _ in range(rounds):
+        times["default"].append(clocked(lambda: (trainer.evaluate(), sync(device))))
+        times["reference"].append(clocked(lambda: (reference_predict(reference.model, data.test.images,
+                                                                     device=device), sync(device))))
+    for name, n in (("reference", len(data.test)), ("default", n_default)):
+        wall, cpu = (statistics.median(t[i] for t in times[name]) for i in (0, 1))
+        print(f"{name:<11} eval {n / wall:>7.0f} img/s, {n / cpu:>7.0f} img per CPU-second "
+              f"(median of {rounds} rounds)")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per path before timing")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per path per round")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds")
     parser.add_argument("--eval-images", type=int, default=1024, help="images per evaluation split")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="time evaluation alone (--rounds evaluations per path), no training step")
     args, train_flags = parser.parse_known_args(argv)
     train_flags = [f for f in train_flags if f != "--"]
     cfg = parse_args(["--no-progress", *train_flags], prog="bench_step.py")
@@ -200,6 +228,8 @@ def main(argv=None) -> int:
     data = synthetic_data(n_unlabeled=4096, n_eval=args.eval_images)
     trainer, reference = build(cfg, rt, data)
     print(describe(rt, cfg))
+    if args.eval_only:
+        return eval_only(trainer, reference, data, args.rounds, rt.device)
     print(f"model {cfg.model}, batch {cfg.batch_size}, K {cfg.K}: {cfg.batch_size * (1 + cfg.K)} images per step; "
           f"{args.warmup} warm-up + {args.rounds} x {args.steps} timed steps per path", flush=True)
     sec, first = run_training(trainer, reference, args, rt.device)

@@ -193,7 +193,10 @@ class Trainer:
 
     # ----- evaluation ---------------------------------------------------------------------------------
     def evaluate(self) -> dict:
-        """Accuracy (percent) of the raw and EMA models on the validation and test sets, and images/s."""
+        """Accuracy (percent) of the raw and EMA models on the validation and test sets, and images/s.
+
+        ``predict`` and ``accuracy`` are evaluate.py's too (fp32 classifier head, one tie rule), so a logged
+        accuracy counts the predictions that evaluate.py's top-1 and confusion matrix count."""
         out, n_images, start = {}, 0, time.perf_counter()
         for split in ("valid", "test"):
             ds = getattr(self.data, split)

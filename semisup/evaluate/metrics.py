@@ -1,21 +1,28 @@
-"""The evaluation report: per-class scores, confusion matrix, calibration (accuracy is ``semisup.predict``)."""
+"""The evaluation report: per-class scores, confusion matrix, calibration (accuracy is ``semisup.predict``).
+
+Every number here starts from ``semisup.predict.predicted_classes``, the rule train.py's logged accuracy uses too,
+so the top-1 is the trace of the confusion matrix over the image count, whatever ties the logits hold.
+"""
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from ..predict import accuracy
+from ..predict import accuracy, predicted_classes, tied_top
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15):
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15, predicted=None):
     """(ECE, bins) with equal-width confidence bins on (0, 1], as Guo et al. (2017) define it.
 
-    Confidence is the top softmax probability; an image falls in bin b when lower_b < confidence <= upper_b.
+    Confidence is the top softmax probability; an image is correct when its predicted class (``predicted``, by
+    default ``predicted_classes`` of ``probs``) is its label; an image falls in bin b when
+    lower_b < confidence <= upper_b.
     ECE = sum over bins of (count_b / N) * |accuracy_b - mean confidence_b|, a fraction in [0, 1]. Each bin is
     reported (empty bins with accuracy and confidence None) so the reliability diagram is drawn from the same numbers.
     """
     probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
-    confidence, predicted = probs.max(1), probs.argmax(1)
+    confidence = probs.max(1)
+    predicted = predicted_classes(torch.from_numpy(probs)).numpy() if predicted is None else np.asarray(predicted)
     correct = (predicted == labels).astype(np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     ece, bins = 0.0, []
@@ -51,15 +58,16 @@ def classification_report(logits: np.ndarray, labels: np.ndarray, class_names: S
 
     logits, labels = np.asarray(logits), np.asarray(labels)
     classes = list(range(len(class_names)))
-    predicted = logits.argmax(1)
+    t_logits, t_labels = torch.from_numpy(logits), torch.from_numpy(labels)
+    predicted = predicted_classes(t_logits).numpy()
     precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=classes,
                                                                      zero_division=0)
     macro = precision_recall_fscore_support(labels, predicted, labels=classes, average="macro", zero_division=0)
-    ece, bins = expected_calibration_error(softmax(logits), labels, n_bins)
-    t_logits, t_labels = torch.from_numpy(logits), torch.from_numpy(labels)
+    ece, bins = expected_calibration_error(softmax(logits), labels, n_bins, predicted)
     return {
         "n_images": int(len(labels)),
         "top1": accuracy(t_logits, t_labels, 1),
+        "tied_top1": tied_top(t_logits),
         "top5": accuracy(t_logits, t_labels, 5),
         "per_class": [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
                        "support": int(s)} for name, p, r, f, s in zip(class_names, precision, recall, f1, support)],
