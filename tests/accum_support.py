@@ -47,6 +47,22 @@ def single_process_trainer(cfg: Config, model: nn.Module, amp_dtype=None) -> Tra
     return trainer
 
 
+def straight_and_resumed(cfg: Config):
+    """(a Trainer after three steps in one go, one after two steps, a checkpoint, a new Trainer and one more step):
+    an exact resume makes their weights, EMA and algorithm state equal."""
+    straight = single_process_trainer(cfg, tiny_model(2))
+    for _ in range(3):
+        straight.train_step()
+    first = single_process_trainer(cfg, tiny_model(2))
+    for _ in range(2):
+        first.train_step()
+    state = first.state_dict()  # before the next Trainer reseeds the generator
+    resumed = single_process_trainer(cfg, tiny_model(5))
+    resumed.load_state_dict(state)
+    resumed.train_step()
+    return straight, resumed
+
+
 def concat_rank_batches(batches, K: int) -> Batch:
     """The global batch whose micro-batches, in order, are each rank's micro-batches in rank order.
 

@@ -13,7 +13,7 @@ from semisup.algorithms.base import Rows
 from semisup.compress import taylor
 from semisup.data import prepare_data
 
-from accum_support import single_process_trainer, tiny_config, tiny_model
+from accum_support import single_process_trainer, straight_and_resumed, tiny_config, tiny_model
 
 NAMES = algorithms.NAMES
 
@@ -94,17 +94,7 @@ def test_bn_statistics_advance_once_per_step_from_the_first_pass(fake_cifar, nam
 def test_resume_is_exact(fake_cifar, name):
     """Three steps in one go equal two steps, a checkpoint, a new Trainer and one more step: weights, EMA,
     optimizer, RNG (mixup, VAT's direction) and the algorithm's own state."""
-    cfg = _config(fake_cifar, name, accum_steps=2)
-    straight = single_process_trainer(cfg, tiny_model(2))
-    for _ in range(3):
-        straight.train_step()
-    first = single_process_trainer(cfg, tiny_model(2))
-    for _ in range(2):
-        first.train_step()
-    state = first.state_dict()
-    resumed = single_process_trainer(cfg, tiny_model(5))
-    resumed.load_state_dict(state)
-    resumed.train_step()
+    straight, resumed = straight_and_resumed(_config(fake_cifar, name, accum_steps=2))
     for a, b in zip(list(resumed.model.state_dict().values()) + list(resumed.ema.model.state_dict().values()),
                     list(straight.model.state_dict().values()) + list(straight.ema.model.state_dict().values())):
         assert torch.equal(a, b)

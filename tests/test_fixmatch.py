@@ -13,7 +13,7 @@ from semisup.config import Config, ConfigError, parse_args, validate
 from semisup.data import Dataset, SSLData
 from semisup.optim import cosine_7_16, make_optimizer, make_scheduler
 
-from accum_support import single_process_trainer, tiny_config, tiny_model
+from accum_support import single_process_trainer, straight_and_resumed, tiny_config, tiny_model
 
 
 def test_the_threshold_counts_at_exactly_tau():
@@ -154,18 +154,9 @@ def test_one_step_draws_mu_times_the_labeled_batch_and_the_joint_pass_updates_ba
 
 def test_ctaugment_weights_travel_in_the_checkpoint_and_resume_exactly(fake_cifar):
     cfg = tiny_config(fake_cifar, algorithm="fixmatch", strong_aug="cta", uratio=2, accum_steps=2)
-    straight = single_process_trainer(cfg, tiny_model(2))
-    for _ in range(3):
-        straight.train_step()
-    first = single_process_trainer(cfg, tiny_model(2))
-    for _ in range(2):
-        first.train_step()
-    state = first.state_dict()
-    weights = state["algorithm"]["cta"]["weights"]
+    straight, resumed = straight_and_resumed(cfg)
+    weights = straight.state_dict()["algorithm"]["cta"]["weights"]
     assert any(not torch.equal(w, torch.ones_like(w)) for ws in weights.values() for w in ws)  # it learned
-    resumed = single_process_trainer(cfg, tiny_model(5))
-    resumed.load_state_dict(state)
-    resumed.train_step()
     for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values()):
         assert torch.equal(a, b)
     cta_a, cta_b = resumed.algorithm.augment.cta.weights, straight.algorithm.augment.cta.weights

@@ -12,15 +12,13 @@ The defaults are the official file's (T = 1, τ = 0.95, TSA off, μ = 7, RandAug
 entropy term (``we``, 0 by default there) is left out.
 """
 import math
-from typing import Dict, Sequence
+from typing import Dict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Algorithm, Models
-from .fixmatch import UnlabeledRows, confident_pseudo_labels, joint_logits
-from .strong import StrongAugment
+from .fixmatch import FixMatch, UnlabeledRows, confident_pseudo_labels, joint_logits
 
 NAME = "uda"
 CLASS = "UDA"
@@ -68,30 +66,12 @@ def kl_consistency(logits_weak: torch.Tensor, logits_strong: torch.Tensor, tempe
     return (kl * mask).sum() / full
 
 
-class UDA(Algorithm):
-    """FixMatch's data and joint pass, UDA's KL and TSA."""
-
-    unlabeled_views = 1
-    strong_views = 1
-    unlabeled_has_labeled = True
-    terms = ("x", "u")
+class UDA(FixMatch):
+    """FixMatch's data, joint pass and strong views; UDA's KL and training-signal annealing."""
 
     def __init__(self, cfg, num_classes: int):
         super().__init__(cfg, num_classes)
-        self.uratio = cfg.uratio
-        self.augment = StrongAugment(cfg.strong_aug)
         self.tsa = 1.0
-
-    def strong(self, images: torch.Tensor) -> torch.Tensor:
-        return self.augment(images)
-
-    def observe_labeled(self, images: torch.Tensor, labels: torch.Tensor, models: Models) -> None:
-        self.augment.learn(images, labels, models.ema)
-
-    def batch(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: Sequence[torch.Tensor],
-              models: Models) -> UnlabeledRows:
-        weak, strong = x_ulb
-        return UnlabeledRows(x_lb, y_lb, weak, strong, len(x_lb), len(weak))
 
     def loss(self, net: nn.Module, micro: UnlabeledRows, autocast) -> Dict[str, torch.Tensor]:
         logits_x, logits_w, logits_s = joint_logits(net, micro, autocast)
@@ -104,9 +84,3 @@ class UDA(Algorithm):
         cfg = self.cfg
         self.tsa = tsa_threshold(cfg.tsa, images, cfg.steps * cfg.batch_size, self.num_classes, cfg.tsa_pos)
         return {"u": cfg.lambda_u}
-
-    def state_dict(self) -> dict:
-        return self.augment.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.augment.load_state_dict(state)
