@@ -113,6 +113,16 @@ COMPARE_QUICK = Table(rows={**{row: flags for row, flags in COMPARISON_TABLES["t
                       labels=(250,), seeds=(1, 2, 3), common=QUICK.common, steps=QUICK.steps,
                       rampup_fraction=QUICK.rampup_fraction, n_evals=QUICK.n_evals)
 
+# The 2020 methods beside MixMatch and the supervised baseline at CPU scale (docs/algorithms.md): the same 250
+# CIFAR-10 labels and network as QUICK, each algorithm with its own official defaults and recipe, and one change for
+# the CPU, the same for every row: a labeled batch of 32 (FixMatch's unlabeled batch μ·32 = 224) for 300 steps.
+COMPARE_2020 = Table(rows={"mixmatch": (), "supervised": ("--algorithm", "supervised"),
+                           "fixmatch-ra": ("--algorithm", "fixmatch", "--strong-aug", "ra"),
+                           "fixmatch-cta": ("--algorithm", "fixmatch", "--strong-aug", "cta"),
+                           "uda": ("--algorithm", "uda")},
+                     labels=(250,), seeds=(1, 2, 3), common=(*QUICK.common, "--batch-size", "32"), steps=300,
+                     rampup_fraction=QUICK.rampup_fraction, n_evals=3)
+
 # Network slimming's recipe (main.py): SGD, lr 0.1, momentum 0.9, weight decay 1e-4 in the gradient, batch 64, the
 # rate divided by 10 at 50 % and 75 % of 160 epochs (125,000 steps of 64 of the 50,000 images), on every training
 # label (the balanced split's all but one per class) and without an EMA (--ema-decay 0: the reported model is the
@@ -179,6 +189,7 @@ TABLES: Dict[str, Table] = {
     **COMPARISON_TABLES,
     "quick": QUICK,
     "compare-quick": COMPARE_QUICK,
+    "compare-2020": COMPARE_2020,
     "slimming": SLIMMING,
     fm.TABLE: FIXMATCH,
     **DATASET_TABLES,
