@@ -7,7 +7,7 @@
 """
 import sys
 
-from semisup.evaluate.evaluation import main
+from semisup.commands.evaluate import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,8 +14,8 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from semisup import runner
 from semisup.augment import to_float
 from semisup.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from semisup.commands.evaluate import main as evaluate
 from semisup.data import CIFAR10_CLASSES, prepare_data
-from semisup.evaluate import evaluation
 from semisup.evaluate.restore import recalibrate_bn
 from semisup.models import create_model
 from semisup.predict import predict
@@ -40,7 +40,7 @@ def ckpt(run_dir):
 @pytest.fixture(scope="module")
 def evaluated(ckpt):
     """Default output folder (eval-ema-test/ beside the checkpoint) and the data directory from the checkpoint."""
-    assert evaluation.main(["--checkpoint", ckpt] + EVAL) == 0
+    assert evaluate(["--checkpoint", ckpt] + EVAL) == 0
     return os.path.join(os.path.dirname(ckpt), "eval-ema-test")
 
 
@@ -107,14 +107,14 @@ def test_valid_and_labeled_splits_are_the_training_images(ckpt, fake_cifar, tmp_
     data = prepare_data(fake_cifar, 40, 100, 1)
     for split, expected in (("valid", data.valid), ("labeled", data.labeled)):
         out = str(tmp_path / split)
-        assert evaluation.main(["--checkpoint", ckpt, "--split", split, "--out", out] + EVAL) == 0
+        assert evaluate(["--checkpoint", ckpt, "--split", split, "--out", out] + EVAL) == 0
         _, _, labels = read(out)
         assert (labels == expected.labels.numpy()).all() and len(labels) == len(expected)
 
 
 def test_compare_with_itself_is_all_zero(ckpt, tmp_path):
     out = str(tmp_path / "cmp")
-    assert evaluation.main(["--checkpoint", ckpt, "--compare", ckpt, "--out", out] + EVAL) == 0
+    assert evaluate(["--checkpoint", ckpt, "--compare", ckpt, "--out", out] + EVAL) == 0
     with open(os.path.join(out, "compare.json")) as f:
         cmp = json.load(f)
     assert not np.any(cmp["confusion_matrix_diff"])
@@ -131,8 +131,8 @@ def test_compare_reports_b_minus_a(ckpt, tmp_path):
     body = {k: v for k, v in state.items() if k != "format"}
     save_checkpoint(body | {"ema": state["model"]}, os.path.dirname(b_path))
     a_out, b_out = str(tmp_path / "a_out"), str(tmp_path / "b_out")
-    assert evaluation.main(["--checkpoint", ckpt, "--compare", b_path, "--out", a_out] + EVAL) == 0
-    assert evaluation.main(["--checkpoint", ckpt, "--weights", "raw", "--out", b_out] + EVAL) == 0
+    assert evaluate(["--checkpoint", ckpt, "--compare", b_path, "--out", a_out] + EVAL) == 0
+    assert evaluate(["--checkpoint", ckpt, "--weights", "raw", "--out", b_out] + EVAL) == 0
     (a, _, _), (b, _, _) = read(a_out), read(b_out)
     with open(os.path.join(a_out, "compare.json")) as f:
         cmp = json.load(f)
@@ -164,7 +164,7 @@ def test_recalibrate_bn_changes_running_stats_and_nothing_else(ckpt, fake_cifar)
 
 
 def test_recalibrate_bn_flag(ckpt):
-    assert evaluation.main(["--checkpoint", ckpt, "--recalibrate-bn", "50"] + EVAL) == 0
+    assert evaluate(["--checkpoint", ckpt, "--recalibrate-bn", "50"] + EVAL) == 0
     metrics, _, _ = read(os.path.join(os.path.dirname(ckpt), "eval-ema-test-bn50"))
     assert metrics["recalibrate_bn"] == 50 and metrics["n_images"] == 200
 
@@ -178,7 +178,7 @@ def test_pruned_model_with_smaller_arch(ckpt, tmp_path):
     save_checkpoint({"model_name": "wrn-10-tiny", "arch": small.arch, "model": small.state_dict(),
                      "ema": small.state_dict(), "step": 1, "config": config}, folder)
     out = str(tmp_path / "small_out")
-    assert evaluation.main(["--checkpoint", os.path.join(folder, "last.pt"), "--out", out] + EVAL) == 0
+    assert evaluate(["--checkpoint", os.path.join(folder, "last.pt"), "--out", out] + EVAL) == 0
     metrics, logits, _ = read(out)
     assert metrics["arch"]["inner"] == [2, 5, 3]
     test = prepare_data(config["data_dir"], 40, 100, 1).test
@@ -217,7 +217,7 @@ def _bad_inputs(tmp_path, ckpt):
 def test_bad_inputs_give_one_line_and_exit_2(ckpt, tmp_path, capsys):
     for case, (argv, message) in _bad_inputs(tmp_path, ckpt).items():
         try:
-            code = evaluation.main(EVAL + ["--out", str(tmp_path / "never")] + argv)
+            code = evaluate(EVAL + ["--out", str(tmp_path / "never")] + argv)
         except SystemExit as exit_:
             code = exit_.code
         err = capsys.readouterr().err

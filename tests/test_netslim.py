@@ -186,7 +186,7 @@ def test_each_network_trains_slims_exports_and_evaluates(tmp_path, fake_cifar, n
 
     from semisup.checkpoint import load_checkpoint
     from semisup.commands.compress import main as compress
-    from semisup.evaluate.evaluation import main as evaluate
+    from semisup.commands.evaluate import main as evaluate
     from semisup.runner import main as train
 
     from conftest import TINY

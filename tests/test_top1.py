@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from semisup.evaluate import evaluation
+from semisup.commands.evaluate import main as evaluate
 from semisup.evaluate.metrics import classification_report, expected_calibration_error, softmax
 from semisup.models import create_model
 from semisup.predict import accuracy, model_logits, predict, predicted_classes, ranked_classes, tied_top
@@ -106,7 +106,7 @@ def test_model_without_a_head_runs_whole_under_autocast():
 def test_bf16_evaluation_top1_is_the_matrix_diagonal(fake_cifar, tmp_path_factory):
     ckpt = train_tiny(tmp_path_factory, fake_cifar, "top1_run", 4)
     out = str(tmp_path_factory.mktemp("top1_eval"))
-    assert evaluation.main(["--checkpoint", ckpt, "--out", out, "--amp", "bf16", "--threads", "1"]) == 0
+    assert evaluate(["--checkpoint", ckpt, "--out", out, "--amp", "bf16", "--threads", "1"]) == 0
     with open(os.path.join(out, "metrics.json")) as f:
         metrics = json.load(f)
     logits = np.load(os.path.join(out, "predictions.npz"))["logits"]
