@@ -33,7 +33,7 @@ SCOPES = ("global", "local")
 # Fields that may change between a run and its resumption without making it a different experiment.
 RESUMABLE_FIELDS = frozenset({
     "steps", "device", "threads", "data_dir", "download", "keep_checkpoints", "force_new", "detect_anomaly",
-    "progress", "eval_batch_size", "out", "init", "compile", "keep_step",
+    "progress", "eval_batch_size", "out", "init", "compile", "keep_step", "aug_workers",
     "provenance",  # config.json's record of the code that wrote it (torch version, git commit), not a setting
 })
 # Fields added after the first runs were saved, with the value such a run had: its config.json lacks them.
@@ -121,6 +121,9 @@ class CommonConfig:
     # Execution
     device: str = _opt("auto", "auto, cpu or cuda", DEVICES)
     threads: int = _opt(0, "CPU threads (0: PyTorch's default)")
+    aug_workers: int = _opt(-1, "processes making the strong views of fixmatch, uda and remixmatch (the views do not "
+                                "depend on it): -1 picks 0 on the CPU, where the training threads use the cores, "
+                                "and min(8, cores - 1) with CUDA; 0 makes them in the training process")
     amp: str = _opt("auto", "autocast precision: auto (bf16 where it helps), bf16, fp16 (with loss scaling; "
                             "meant for CUDA, runs slowly on the CPU), none", AMP_MODES)
     channels_last: str = _opt("auto", "channels-last memory format: auto, on, off", ("auto", "on", "off"))
@@ -273,6 +276,7 @@ def validate(cfg: Config) -> Config:
         (cfg.keep_checkpoints >= 1, f"--keep-checkpoints must be at least 1 (got {cfg.keep_checkpoints}): the "
                                     f"previous checkpoint is the fallback for a damaged last.pt"),
         (cfg.threads >= 0, f"--threads must not be negative (got {cfg.threads})"),
+        (cfg.aug_workers >= -1, f"--aug-workers must be -1 (automatic), 0 or positive (got {cfg.aug_workers})"),
         (cfg.slim_lambda >= 0, f"--slim-lambda must not be negative (got {cfg.slim_lambda})"),
         (cfg.init_prune == "none" or cfg.init, f"--init-prune {cfg.init_prune} prunes the --init checkpoint; "
                                                f"pass --init"),

@@ -142,6 +142,14 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_aug_workers(workers: int, device: str) -> int:
+    """--aug-workers -1: none on the CPU (the training threads use every core), min(8, cores - 1) with CUDA."""
+    if workers >= 0:
+        return workers
+    cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    return min(8, max((os.cpu_count() or 1) - 1, 0)) if cuda else 0
+
+
 def cpu_has_fast_bf16() -> bool:
     """bf16 autocast pays off on CPUs with native bf16 (AVX512-BF16 / AMX), which oneDNN reports."""
     probe = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
