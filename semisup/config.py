@@ -308,6 +308,9 @@ OPTION_RANGES = {
     "uratio": (lambda v: v >= 1, "at least 1"), "tsa_pos": (lambda v: v >= 0, "non-negative"),
     "vat_eps": (lambda v: v >= 0, "non-negative"), "vat_xi": (lambda v: v > 0, "positive"),
     "smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "w_match": (lambda v: v >= 0, "non-negative"), "w_kl": (lambda v: v >= 0, "non-negative"),
+    "w_rot": (lambda v: v >= 0, "non-negative"), "warmup_kimg": (lambda v: v >= 0, "non-negative"),
+    "dbuf": (lambda v: v >= 1, "at least 1"),
 }
 
 

@@ -17,7 +17,7 @@ from typing import Callable, Dict, Tuple
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .algorithms.base import Models, check_data, make_algorithm, total_loss, unlabeled_pool
+from .algorithms.base import Models, check_data, labeled_view, make_algorithm, total_loss, unlabeled_pool
 from .augment import draw_views
 from .config import Config
 from .data import InfiniteSampler, SSLData
@@ -46,7 +46,7 @@ class Trainer:
         self.cfg, self.rt, self.data = cfg, rt, data
         self.algorithm = make_algorithm(cfg, data.num_classes)
         check_data(data, self.algorithm)
-        self.model = model.to(rt.device, memory_format=rt.memory_format)
+        self.model = self.algorithm.prepare_model(model).to(rt.device, memory_format=rt.memory_format)
         if cfg.sync_bn and rt.distributed:
             self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.ema = EMA(self.model, cfg.ema_decay)
@@ -107,10 +107,12 @@ class Trainer:
 
     def next_batch(self):
         """Draw this rank's batch (augment, then the algorithm's part: guesses, teachers, mixup), all under the
-        current weights. An algorithm with a learned augmentation (CTAugment) first sees the labeled images."""
+        current weights. An algorithm with a learned augmentation (CTAugment) first sees the labeled images, then
+        (ReMixMatch) may train on their strong augmentation."""
         alg, models = self.algorithm, Models(self.model, self.ema.model)
         (x_lb,), y_lb, raw_lb = self._views("labeled", 1)
         alg.observe_labeled(raw_lb, y_lb, models)
+        x_lb = labeled_view(alg, x_lb, raw_lb, self.rt.memory_format)
         views = alg.unlabeled_views + alg.strong_views
         x_ulb = self._views("unlabeled", alg.unlabeled_views, alg.strong_views)[0] if views else []
         with self.rt.autocast():

@@ -2,16 +2,18 @@
 
 Parametrized over ``semisup.algorithms.NAMES``, so a new algorithm file is held to it the day it is added:
 gradient accumulation equals one full batch, the batch-norm statistics advance once per optimizer step and only
-from the labeled pass, a resumed run continues exactly, and the Taylor criterion scores with the algorithm's own
-weighted loss.
+from one pass of the first micro-batch (the labeled one; FixMatch's joint one; ReMixMatch's last mixed one), a
+resumed run continues exactly, and the Taylor criterion scores with the algorithm's own weighted loss.
 """
 import pytest
 import torch
 
 from semisup import algorithms
 from semisup.algorithms.base import Rows
+from semisup.algorithms.remixmatch import ReMixMatchRows
 from semisup.compress import taylor
 from semisup.data import prepare_data
+from semisup.mixmatch import interleave
 
 from accum_support import single_process_trainer, straight_and_resumed, tiny_config, tiny_model
 
@@ -61,18 +63,20 @@ class _PassRecorder:
             self.calls.append((args[0].detach().clone(), self.bn.track_running_stats))
 
 
-def _first_pass_rows(batch, accum: int) -> torch.Tensor:
-    """The rows of micro-batch 0's first pass: the labeled ones, or (FixMatch, UDA: one joint pass) the labeled,
-    weak and strong ones together."""
+def _tracked_pass_rows(batch, accum: int) -> torch.Tensor:
+    """The rows of micro-batch 0's pass that updates the statistics: the first, labeled one; or (FixMatch, UDA: one
+    joint pass) the labeled, weak and strong ones together; or (ReMixMatch) the last interleaved mixed chunk."""
     if isinstance(batch, Rows):
         return batch["x"][:len(batch["x"]) // accum]
     first = batch.part(0, accum)
+    if isinstance(batch, ReMixMatchRows):
+        return interleave(list(first.mixed.x.split(first.mixed.n_lb)), first.mixed.n_lb)[-1]
     return torch.cat([first.x, first.weak, first.strong])
 
 
 @pytest.mark.parametrize("accum", [1, 4])
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "mixmatch"])  # MixMatch's: tests/test_fast_path.py
-def test_bn_statistics_advance_once_per_step_from_the_first_pass(fake_cifar, name, accum):
+def test_bn_statistics_advance_once_per_step_from_one_pass(fake_cifar, name, accum):
     trainer = single_process_trainer(_config(fake_cifar, name, accum_steps=accum, warm_averages=False),
                                      tiny_model(1))
     recorder = _PassRecorder(trainer.model)
@@ -85,8 +89,8 @@ def test_bn_statistics_advance_once_per_step_from_the_first_pass(fake_cifar, nam
         trainer.train_step()
         tracked = [x for x, tracking in recorder.calls if tracking]
         assert len(tracked) == 1 and len(recorder.calls) >= accum  # one pass updates the statistics ...
-        assert torch.equal(tracked[0], _first_pass_rows(batches[-1], accum))  # ...
-        assert not torch.equal(trainer.bn_layers[0].running_mean, before)  # ... the labeled rows (micro-batch 0)
+        assert torch.equal(tracked[0], _tracked_pass_rows(batches[-1], accum))  # ...
+        assert not torch.equal(trainer.bn_layers[0].running_mean, before)  # ... of micro-batch 0
     assert all(int(m.num_batches_tracked) == 2 for m in trainer.bn_layers)
 
 

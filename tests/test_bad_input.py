@@ -159,7 +159,7 @@ IN_PROCESS_CASES = [
     ("payload batch", lambda w: TINY + ["--data-dir", w.bad["payload"]], "only numpy arrays are allowed"),
     ("unknown algorithm", lambda w: w.base + ["--algorithm", "noisy-student"], "argument --algorithm: invalid choice"),
     ("flag of another algorithm", lambda w: w.base + ["--algorithm", "vat", "--K", "3"],
-     "--K is an option of mixmatch, not of vat"),
+     "--K is an option of mixmatch, remixmatch, not of vat"),
     ("threshold one", lambda w: w.base + ["--algorithm", "pseudo-label", "--threshold", "1"],
      "--threshold must be in (0, 1) (got 1.0)"),
     ("threshold zero", lambda w: w.base + ["--algorithm", "pseudo-label", "--threshold", "0"],

@@ -139,7 +139,9 @@ def test_help_lists_each_option_with_its_algorithms_and_defaults():
     parser = build_parser()
     helps = {flag: action.help for flag, action in parser._option_string_actions.items()}
     assert helps["--threshold"] == "confidence above which a pseudo-label counts (strict >) [pseudo-label 0.95]"
-    assert helps["--lambda-u"].endswith("[mixmatch 75, ict 50, mean-teacher 50, pi-model 10, pseudo-label 1, vat 0.3]")
+    assert helps["--lambda-u"].endswith("[mixmatch 75, fixmatch 1, ict 50, mean-teacher 50, pi-model 10, "
+                                        "pseudo-label 1, uda 1, vat 0.3]")
+    assert helps["--w-rot"] == "weight of the rotation loss (constant) [remixmatch 0.5]"
     assert "options of the algorithms" in parser.format_help()
 
 
@@ -155,7 +157,7 @@ def test_registry_reads_declarations_without_importing_torch():
     code = ("import sys; import semisup.config, semisup.algorithms as a; print(len(a.NAMES), 'torch' in sys.modules, "
             "sorted(a.SPECS['vat'].options)[:2])")  # train.py --help builds its parser without torch
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
-    assert out.stdout.split() == ["9", "False", "['lambda_ent',", "'lambda_u']"], out.stderr
+    assert out.stdout.split() == ["12", "False", "['lambda_ent',", "'lambda_u']"], out.stderr
 
 
 def test_old_configurations_load_without_the_options_their_algorithm_never_used():

@@ -173,7 +173,7 @@ def test_ctaugment_weights_travel_in_the_checkpoint_and_resume_exactly(fake_cifa
     (["--algorithm", "uda", "--tsa", "cosine"], "argument --tsa: invalid choice"),
     (["--algorithm", "mixmatch", "--uratio", "7"], "--uratio is an option of fixmatch, uda, not of mixmatch"),
     (["--algorithm", "fixmatch", "--tsa", "linear"], "--tsa is an option of uda, not of fixmatch"),
-    (["--algorithm", "fixmatch", "--K", "2"], "--K is an option of mixmatch, not of fixmatch"),
+    (["--algorithm", "fixmatch", "--K", "2"], "--K is an option of mixmatch, remixmatch, not of fixmatch"),
 ])
 def test_bad_input_is_one_line_and_exit_code_2(argv, words, capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:

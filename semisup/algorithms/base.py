@@ -14,8 +14,11 @@ The Trainer draws the augmented views, then asks the algorithm for
 What the Trainer draws is declared by class attributes: ``unlabeled_views`` weakly augmented (flip and crop) views
 of ``uratio`` unlabeled images per labeled one, then ``strong_views`` views that ``strong`` augments further
 (RandAugment, CTAugment), all in one list; ``unlabeled_has_labeled``: the unlabeled set includes the labeled images
-(FixMatch's substrate). ``observe_labeled`` sees each step's weakly augmented labeled images as uint8 before the
-batch is made (CTAugment's probes learn from them).
+(FixMatch's substrate); ``labeled_strong``: the labeled view is ``strong`` of the weakly augmented labeled image
+(ReMixMatch trains on CTAugment-augmented labeled images). ``observe_labeled`` sees each step's weakly augmented
+labeled images as uint8 before the batch is made (CTAugment's probes learn from them). ``prepare_model`` gives the
+network what the algorithm's loss needs beyond the classifier (ReMixMatch's rotation head) before the Trainer builds
+the optimizer and the EMA around it, so both include it.
 
 Batch norm, as the official code: the first forward pass of ``loss`` (the labeled one) updates the running
 statistics; every other pass runs in training mode on its own batch statistics with the running ones frozen.
@@ -28,6 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..augment import to_float
 from ..config import Config, ConfigError
 from ..datasets import concat, unlabeled_dataset
 from ..models import frozen_bn_stats
@@ -61,6 +65,7 @@ class Algorithm:
     strong_views = 0  # strongly augmented views per unlabeled image, after the weak ones
     uratio = 1  # unlabeled images per labeled image (FixMatch's μ)
     unlabeled_has_labeled = False  # the unlabeled set includes the labeled images, their labels dropped
+    labeled_strong = False  # the labeled view is the strong augmentation of the weak one (ReMixMatch)
     terms = ("x",)  # the loss terms' names, in the order they are logged
 
     def __init__(self, cfg, num_classes: int):
@@ -84,6 +89,18 @@ class Algorithm:
 
     def observe_labeled(self, images: torch.Tensor, labels: torch.Tensor, models: Models) -> None:
         """The step's weakly augmented labeled images (uint8) and labels, before ``batch``; nothing by default."""
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """The network to train, given what the loss needs besides the classifier; unchanged by default."""
+        return model
+
+
+def labeled_view(algorithm: Algorithm, x_lb: torch.Tensor, raw_lb: torch.Tensor, memory_format) -> torch.Tensor:
+    """The labeled images the step trains on: the weak view, or (``labeled_strong``) the strong augmentation of
+    that same weak view as uint8, as the official ReMixMatch data (``libml/augment.py:311-317``)."""
+    if not algorithm.labeled_strong:
+        return x_lb
+    return to_float(algorithm.strong(raw_lb), memory_format)
 
 
 def check_data(data, algorithm: Algorithm) -> None:

@@ -1,4 +1,5 @@
-"""The strong view of FixMatch and UDA, RandAugment or CTAugment (``semisup.strong``), and CTAugment's learning.
+"""The strong view of FixMatch, UDA and ReMixMatch, RandAugment or CTAugment (``semisup.strong``), and CTAugment's
+learning.
 
 CTAugment learns its bin weights every step from probe images: each weakly augmented labeled image gets a random
 probe policy, the EMA model (eval mode, as the official ``classify_op``) predicts it, and the policy's bins move
@@ -24,17 +25,20 @@ def world_size() -> int:
 class StrongAugment:
     """``ra`` (nothing learned) or ``cta``; augments on the CPU and hands the images back on their device."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, cutout: bool = True):
         if kind not in KINDS:
             raise ValueError(f"unknown strong augmentation {kind!r}; one of {', '.join(KINDS)}")
-        self.kind = kind
+        if not cutout and kind != "cta":
+            raise ValueError("only CTAugment draws a strong view without its cutout (ReMixMatch's)")
+        self.kind, self.cutout = kind, cutout
         self.cta = CTAugment() if kind == "cta" else None
         self.ra = RandAugment() if kind == "ra" else None
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """The strong view of weakly augmented uint8 images [N, C, H, W]."""
-        op = self.cta if self.cta is not None else self.ra
-        return op(images.cpu()).to(images.device)
+        """The strong view of weakly augmented uint8 images [N, C, H, W] (CTAugment's with or without the cutout)."""
+        if self.cta is not None:
+            return self.cta(images.cpu(), cutout=self.cutout).to(images.device)
+        return self.ra(images.cpu()).to(images.device)
 
     @torch.no_grad()
     def learn(self, images: torch.Tensor, labels: torch.Tensor, ema: nn.Module) -> None:

@@ -65,6 +65,9 @@ def remove_channels(model: nn.Module, inner_keep: List[torch.Tensor],
     _copy_bn(small.bn, model.bn, last)
     small.fc.weight.copy_(_take(effective_weight(model.fc), 1, last))
     small.fc.bias.copy_(model.fc.bias)
+    if getattr(model, "rotation_head", None) is not None:  # ReMixMatch's head reads the same features
+        small.rotation_head.weight.copy_(_take(effective_weight(model.rotation_head), 1, last))
+        small.rotation_head.bias.copy_(model.rotation_head.bias)
     return small.train(model.training)
 
 

@@ -4,14 +4,15 @@ It is the run's own algorithm's loss (``algorithms.base.make_algorithm``) with e
 last step: for a MixMatch checkpoint the MixMatch loss (guess, sharpen, mix up, interleave) at the full λu, for a
 supervised one cross-entropy on the labeled batch, for VAT its three terms. The model being scored is also the
 teacher of Mean Teacher and ICT (a checkpoint's EMA weights are what gets pruned). The model runs in train mode, as
-in training, but no batch norm running statistic changes.
+in training, but no batch norm running statistic changes. A network the algorithm's loss needs more of (ReMixMatch's
+rotation head, present in its checkpoints) gets it from ``prepare_model`` first.
 """
 from contextlib import nullcontext
 
 import torch
 import torch.nn as nn
 
-from ..algorithms.base import Models, make_algorithm, total_loss, unlabeled_pool
+from ..algorithms.base import Models, labeled_view, make_algorithm, total_loss, unlabeled_pool
 from ..augment import draw_views
 from ..config import Config
 from ..data import InfiniteSampler, SSLData
@@ -28,14 +29,16 @@ def training_loss_fn(cfg: Config, data: SSLData, device: torch.device, batch_siz
     generator = torch.Generator().manual_seed(seed)
 
     def views(ds, sampler, count, strong=0):
-        x, y, _ = draw_views(ds, sampler.next(), count, generator=generator, pad=data.pad, flip=data.flip,
-                             strong=algorithm.strong, strong_count=strong)
-        return [v.to(device) for v in x], y.to(device)
+        x, y, raw = draw_views(ds, sampler.next(), count, generator=generator, pad=data.pad, flip=data.flip,
+                               strong=algorithm.strong, strong_count=strong)
+        return [v.to(device) for v in x], y.to(device), raw
 
     def loss_fn(model: nn.Module, i: int) -> torch.Tensor:
+        model = algorithm.prepare_model(model)
         was_training = model.training
         model.train()
-        (x_lb,), y_lb = views(data.labeled, labeled, 1)
+        (x_lb,), y_lb, raw_lb = views(data.labeled, labeled, 1)
+        x_lb = labeled_view(algorithm, x_lb, raw_lb, torch.contiguous_format).to(device)
         n_views = algorithm.unlabeled_views + algorithm.strong_views
         x_ulb = views(pool, unlabeled, algorithm.unlabeled_views, algorithm.strong_views)[0] if n_views else []
         with frozen_bn_stats(model):

@@ -83,8 +83,11 @@ class Block(nn.Module):
 
 
 class WideResNet(nn.Module):
+    """The official ResNet; ``rotation_head`` > 0 adds ReMixMatch's dense rotation classifier on the same features
+    (``remixmatch_no_cta.py:32-34``): trained, decayed, averaged and saved with the rest, never used to classify."""
+
     def __init__(self, num_classes: int = 10, stem: int = 16, widths: Sequence[int] = (32, 64, 128),
-                 depth: int = 28, inner: Optional[Sequence[int]] = None):
+                 depth: int = 28, inner: Optional[Sequence[int]] = None, rotation_head: int = 0):
         super().__init__()
         if (depth - 4) % 6:
             raise ValueError(f"WideResNet depth must be 6n+4, got {depth}")
@@ -105,7 +108,21 @@ class WideResNet(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.bn = _bn(cin)
         self.fc = nn.Linear(cin, num_classes)
+        self.rotation_head = None
         self.reset_parameters()
+        if rotation_head:
+            self.add_rotation_head(rotation_head)
+
+    def add_rotation_head(self, classes: int = 4) -> None:
+        """A dense ``classes``-way head on ``features`` (Glorot normal, zero bias), beside the device and dtype of
+        ``fc``; saved in ``arch`` so a checkpoint rebuilds it. Nothing if there is one already."""
+        if self.rotation_head is not None:
+            return
+        head = nn.Linear(self.fc.in_features, classes)
+        nn.init.xavier_normal_(head.weight)
+        nn.init.zeros_(head.bias)
+        self.rotation_head = head.to(self.fc.weight.device, self.fc.weight.dtype)
+        self.arch["rotation_head"] = classes
 
     def reset_parameters(self) -> None:
         """The official initialisation: conv ~ N(0, 2/(k*k*cout)), dense Glorot normal, zero bias."""
@@ -123,5 +140,7 @@ class WideResNet(nn.Module):
         x = self.blocks(self.stem(x))
         return F.leaky_relu(self.bn(x), LEAKY_SLOPE).mean((2, 3))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
+    def forward(self, x: torch.Tensor, rotation: bool = False) -> torch.Tensor:
+        """Class logits, or with ``rotation`` the rotation head's logits (through the same call, so DDP and
+        ``torch.compile`` see every pass)."""
+        return (self.rotation_head if rotation else self.fc)(self.features(x))

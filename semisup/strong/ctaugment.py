@@ -52,8 +52,8 @@ class CTAugment:
 
     ``policy(probe=True)``: 2 ops uniformly, uniform values (probe images, whose error trains the weights);
     ``policy(probe=False)``: 2 ops uniformly, each value uniform inside a bin drawn from ``bin_probabilities``.
-    ``__call__`` is FixMatch's strong view (the policy plus a full cutout, ``fixmatch.py:40-41``); ReMixMatch's is
-    ``apply(img, cta.policy(probe=False))``.
+    ``__call__`` is FixMatch's strong view (the policy plus a full cutout, ``fixmatch.py:40-41``), or with
+    ``cutout=False`` ReMixMatch's, ``apply(img, cta.policy(probe=False))``.
     """
 
     def __init__(self, depth: int = DEPTH, threshold: float = THRESHOLD, decay: float = DECAY):
@@ -80,11 +80,12 @@ class CTAugment:
         """Apply a policy to a uint8 RGB image (3, H, W)."""
         return cta_apply(img, policy, generator)
 
-    def __call__(self, img: torch.Tensor, generator=None) -> torch.Tensor:
-        """FixMatch's CTA strong view of a (3, H, W) or (N, 3, H, W) uint8 tensor."""
+    def __call__(self, img: torch.Tensor, generator=None, cutout: bool = True) -> torch.Tensor:
+        """The CTA strong view of a (3, H, W) or (N, 3, H, W) uint8 tensor: FixMatch's (the policy, then a full
+        cutout) or, ``cutout=False``, ReMixMatch's (the policy alone, ``libml/augment.py:317-319``)."""
         if img.dim() == 4:
-            return torch.stack([self(x, generator) for x in img])
-        return cta_apply(img, self.policy(False, generator) + [("cutout", [1.0])], generator)
+            return torch.stack([self(x, generator, cutout) for x in img])
+        return cta_apply(img, self.policy(False, generator) + ([("cutout", [1.0])] if cutout else []), generator)
 
     def probe(self, img: torch.Tensor, generator=None):
         """A probe image and its policy; give the policy back to ``update`` with the probe's proximity."""
