@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from semisup.algorithms.base import check_data, unlabeled_pool
 from semisup.algorithms.fixmatch import FixMatch, UnlabeledRows, confident_pseudo_labels, pseudo_label_loss
+from semisup.algorithms.strong import StrongAugment
 from semisup.algorithms.uda import annealed_loss, kl_consistency, tsa_threshold
 from semisup.config import Config, ConfigError, parse_args, validate
 from semisup.data import Dataset, SSLData
@@ -181,3 +182,18 @@ def test_bad_input_is_one_line_and_exit_code_2(argv, words, capsys, tmp_path):
     err = capsys.readouterr().err
     assert exc.value.code == 2 and words in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_the_strong_views_do_not_depend_on_the_worker_count():
+    """Each image draws from its own seed (run seed, rank, call, position): two worker processes make exactly the
+    CTAugment views (with their learned weights) the training process makes alone; the next call makes new ones."""
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    alone, pooled = StrongAugment("cta", seed=3), StrongAugment("cta", seed=3, workers=2)
+    for aug in (alone, pooled):
+        aug.cta.weights["rotate"][0][:8] = 0.0
+    try:
+        first = alone(images)
+        assert torch.equal(first, pooled(images)) and not torch.equal(first, images)
+        assert not torch.equal(alone(images), first) and alone.state_dict()["calls"] == 2
+    finally:
+        pooled.pool.close()

@@ -93,7 +93,7 @@ class FixMatch(Algorithm):
     def __init__(self, cfg, num_classes: int):
         super().__init__(cfg, num_classes)
         self.uratio = cfg.uratio
-        self.augment = StrongAugment(cfg.strong_aug)
+        self.augment = StrongAugment.for_run(cfg, cfg.strong_aug)
 
     def strong(self, images: torch.Tensor) -> torch.Tensor:
         return self.augment(images)

@@ -157,7 +157,7 @@ class ReMixMatch(Algorithm):
     def __init__(self, cfg, num_classes: int):
         super().__init__(cfg, num_classes)
         self.K = self.strong_views = cfg.K
-        self.augment = StrongAugment("cta", cutout=False)
+        self.augment = StrongAugment.for_run(cfg, "cta", cutout=False)
         self.alignment = DistributionAlignment(num_classes, cfg.dbuf)
 
     def prepare_model(self, model: nn.Module) -> nn.Module:

@@ -13,7 +13,9 @@ import torch.nn as nn
 
 from ..distributed import gather_per_rank
 from ..predict import predict
-from ..strong import CTAugment, RandAugment, proximity
+from ..runtime import resolve_aug_workers
+from ..strong import CTAugment, proximity
+from ..strong.pool import AugmentPool, image_seeds
 
 KINDS = ("ra", "cta")
 
@@ -22,23 +24,30 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-class StrongAugment:
-    """``ra`` (nothing learned) or ``cta``; augments on the CPU and hands the images back on their device."""
+def rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
-    def __init__(self, kind: str, cutout: bool = True):
+
+class StrongAugment:
+    """``ra`` (nothing learned) or ``cta``; augments on the CPU, in ``workers`` processes or in this one, every
+    image from its own seed (``semisup.strong.pool``), and hands the images back on their device."""
+
+    def __init__(self, kind: str, seed: int = 0, workers: int = 0, cutout: bool = True):
         if kind not in KINDS:
             raise ValueError(f"unknown strong augmentation {kind!r}; one of {', '.join(KINDS)}")
         if not cutout and kind != "cta":
             raise ValueError("only CTAugment draws a strong view without its cutout (ReMixMatch's)")
-        self.kind, self.cutout = kind, cutout
+        self.kind, self.cutout, self.seed = kind, cutout, seed
         self.cta = CTAugment() if kind == "cta" else None
-        self.ra = RandAugment() if kind == "ra" else None
+        self.pool = AugmentPool(workers)
+        self.calls = 0  # batches augmented so far: with the seed and rank, it fixes every image's draws
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """The strong view of weakly augmented uint8 images [N, C, H, W] (CTAugment's with or without the cutout)."""
-        if self.cta is not None:
-            return self.cta(images.cpu(), cutout=self.cutout).to(images.device)
-        return self.ra(images.cpu()).to(images.device)
+        seeds = image_seeds(self.seed, rank(), self.calls, len(images))
+        self.calls += 1
+        weights = self.cta.weights if self.cta is not None else None
+        return self.pool.map(self.kind, images.cpu(), seeds, weights, self.cutout).to(images.device)
 
     @torch.no_grad()
     def learn(self, images: torch.Tensor, labels: torch.Tensor, ema: nn.Module) -> None:
@@ -53,8 +62,14 @@ class StrongAugment:
             self.cta.update(rank_policies, rank_proximities)
 
     def state_dict(self) -> dict:
-        return {"cta": self.cta.state_dict()} if self.cta is not None else {}
+        return {"calls": self.calls, **({"cta": self.cta.state_dict()} if self.cta is not None else {})}
+
+    @classmethod
+    def for_run(cls, cfg, kind: str, cutout: bool = True) -> "StrongAugment":
+        """The run's strong augmentation: its seed, and --aug-workers resolved for its device."""
+        return cls(kind, cfg.seed, resolve_aug_workers(cfg.aug_workers, cfg.device), cutout)
 
     def load_state_dict(self, state: dict) -> None:
+        self.calls = int(state.get("calls", 0))
         if self.cta is not None and "cta" in state:
             self.cta.load_state_dict(state["cta"])

@@ -25,22 +25,17 @@ def image_seeds(seed: int, rank: int, call: int, n: int) -> List[int]:
 
 
 def augment_images(kind: str, images: torch.Tensor, seeds: List[int], cta_weights: Optional[dict] = None,
-                   no_cutout: bool = False) -> torch.Tensor:
+                   cutout: bool = True) -> torch.Tensor:
     """The strong view of each uint8 image [N, C, H, W], image i drawn from a generator seeded by ``seeds[i]``:
-    RandAugment and its cutout, or CTAugment's policy from ``cta_weights`` then a full cutout (``no_cutout``: the
-    policy alone, ReMixMatch's strong view)."""
+    RandAugment and its cutout, or CTAugment's policy from ``cta_weights`` then a full cutout (``cutout=False``:
+    the policy alone, ReMixMatch's strong view)."""
     if kind == "ra":
         op = RandAugment()
         return torch.stack([op(x, torch.Generator().manual_seed(s)) for x, s in zip(images, seeds)])
     cta = CTAugment()
     if cta_weights is not None:
         cta.weights = cta_weights
-    out = []
-    for x, s in zip(images, seeds):
-        g = torch.Generator().manual_seed(s)
-        policy = cta.policy(False, g) + ([] if no_cutout else [("cutout", [1.0])])
-        out.append(cta.apply(x, policy, g))
-    return torch.stack(out)
+    return torch.stack([cta(x, torch.Generator().manual_seed(s), cutout) for x, s in zip(images, seeds)])
 
 
 def _one_thread() -> None:
@@ -54,15 +49,15 @@ class AugmentPool:
         self.workers, self._executor = workers, None
 
     def map(self, kind: str, images: torch.Tensor, seeds: List[int], cta_weights: Optional[dict] = None,
-            no_cutout: bool = False) -> torch.Tensor:
+            cutout: bool = True) -> torch.Tensor:
         """``augment_images`` over the batch, in ``workers`` contiguous chunks at once."""
         if self.workers <= 0 or len(images) < 2:
-            return augment_images(kind, images, seeds, cta_weights, no_cutout)
+            return augment_images(kind, images, seeds, cta_weights, cutout)
         if self._executor is None:
             self._executor = concurrent.futures.ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
         bounds = [round(i * len(images) / self.workers) for i in range(self.workers + 1)]
-        jobs = [self._executor.submit(augment_images, kind, images[a:b], seeds[a:b], cta_weights, no_cutout)
+        jobs = [self._executor.submit(augment_images, kind, images[a:b], seeds[a:b], cta_weights, cutout)
                 for a, b in zip(bounds, bounds[1:]) if b > a]
         return torch.cat([job.result() for job in jobs])
 
