@@ -4,7 +4,6 @@
     python train.py                       # into runs/cifar10@250/
     python train.py --help                # every flag
 """
-import sys
 
 from semisup import stop
 from semisup.config import TRAIN_DESCRIPTION, parse_args
@@ -18,4 +17,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    from semisup.distributed import exit_process  # under torchrun: no interpreter teardown racing gloo's threads
+    exit_process(code)

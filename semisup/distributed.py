@@ -3,7 +3,10 @@
 Every function is a no-op (or the single-process answer) when the run has one process, so the training loop calls
 them unconditionally. Functions marked *collective* must be called by every rank at the same point.
 """
-from typing import List
+import atexit
+import os
+import sys
+from typing import List, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -92,3 +95,21 @@ def shutdown() -> None:
     """End the process group started for torchrun, if any."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> NoReturn:
+    """Leave a torchrun process with ``code`` without finalising the interpreter (one process: ``sys.exit``).
+
+    DDP keeps gloo's process group, and with it gloo's worker threads, alive past ``destroy_process_group``. Such a
+    thread may still be dropping the last collective's tensors, which takes the GIL, when Python starts finalising;
+    Python then ends the thread with ``pthread_exit``, whose unwinding through a ``noexcept`` destructor calls
+    ``std::terminate`` ("terminate called without an active exception"), and the rank dies with SIGABRT after the
+    run is saved. Here the exit handlers run and the output is flushed as at a normal exit, then ``os._exit`` ends
+    the process without the finalisation that thread could be caught in.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

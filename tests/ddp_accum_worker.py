@@ -11,6 +11,7 @@ import torch
 
 from semisup import runner
 from semisup.algorithms.base import Rows
+from semisup.distributed import exit_process
 from semisup.engine import Trainer
 from semisup.models import MODELS
 
@@ -47,4 +48,4 @@ if __name__ == "__main__":
     code = runner.main(sys.argv[2:])
     if code == 0:
         torch.save(TRAINERS[0].record, f"{sys.argv[1]}-rank{os.environ.get('RANK', '0')}.pt")
-    sys.exit(code)
+    exit_process(code)
