@@ -4,6 +4,7 @@ Usage: ddp_accum_worker.py RECORD_PATH_PREFIX [train.py flags]. The model ``wrn-
 only. Each rank writes RECORD_PATH_PREFIX-rank<r>.pt with its initial weights, the batch it drew at every step (so
 one process can replay the same global batch), and its final weights and EMA.
 """
+import dataclasses
 import os
 import sys
 
@@ -30,12 +31,17 @@ class RecordingTrainer(Trainer):
     def apply_batch(self, batch):
         if isinstance(batch, Rows):  # the baselines' batches: every per-row tensor, and the rank's row count
             self.record["batches"][self.step] = {"rows": dict(batch.data), "full": batch.full}
+        elif hasattr(batch, "strong"):  # FixMatch's and UDA's: labeled and unlabeled rows, split on their own
+            self.record["batches"][self.step] = {"fields": dataclasses.asdict(batch)}
+        elif hasattr(batch, "mixed"):  # ReMixMatch's: the mixed rows, then the first strong view's groups
+            rows = {k: v for k, v in vars(batch).items() if k != "mixed"}
+            self.record["batches"][self.step] = {"mixed": vars(batch.mixed), "rows": rows}
         else:
             self.record["batches"][self.step] = {"x": batch.x, "targets": batch.targets, "n_lb": batch.n_lb,
                                                  "full_n_lb": batch.full_n_lb}
         result = super().apply_batch(batch)
         self.record.update(final=_clone(self.model.state_dict()), ema=_clone(self.ema.state_dict()),
-                           world_size=self.rt.world_size)
+                           world_size=self.rt.world_size, algorithm=self.algorithm.state_dict())
         return result
 
 

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from semisup.algorithms.base import Rows
+from semisup.algorithms.fixmatch import UnlabeledRows
+from semisup.algorithms.remixmatch import ReMixMatchRows
 from semisup.batch import Batch
 from semisup.checkpoint import load_checkpoint
 from semisup.models import create_model
@@ -122,3 +124,51 @@ def test_ddp_baselines_match_one_process(fake_cifar, tmp_path, algorithm):
     for key, state in (("final", trainer.model.state_dict()), ("ema", trainer.ema.state_dict())):
         for name, tensor in state.items():
             torch.testing.assert_close(tensor, ranks[0][key][name], rtol=0, atol=1e-5)
+
+
+def _global_batch(algorithm: str, parts: list, K: int):
+    """One process's batch holding the ranks' rows in rank order, in the layout its micro-batches split."""
+    if algorithm in ("fixmatch", "uda"):
+        fields = [p["fields"] for p in parts]
+        cat = {k: torch.cat([f[k] for f in fields]) for k in ("x", "y", "weak", "strong")}
+        return UnlabeledRows(**cat, full_x=sum(f["full_x"] for f in fields), full_u=sum(f["full_u"] for f in fields))
+    mixed = concat_rank_batches([Batch(**p["mixed"]) for p in parts], K + 1)
+    rows = {k: torch.cat([p["rows"][k] for p in parts]) for k in parts[0]["rows"]}
+    return ReMixMatchRows(mixed, **rows)
+
+
+@pytest.mark.parametrize("algorithm, flags", [("fixmatch", ("--strong-aug", "cta", "--uratio", "2")),
+                                              ("remixmatch", ("--K", "2", "--dbuf", "4"))])
+def test_ddp_2020_methods_match_one_process(fake_cifar, tmp_path, algorithm, flags):
+    """FixMatch (CTA: its probes gathered over the ranks) and ReMixMatch (its alignment averaged over the ranks)
+    under torchrun, 2 ranks x 2 micro-batches: the ranks end with the same weights and the same algorithm state
+    (CTAugment's weights, the alignment buffer), and one process running 4 micro-batches over the rows the ranks
+    drew ends with the same weights."""
+    argv = TINY + ["--data-dir", fake_cifar, "--model", "wrn-10-tiny-nobn", "--accum-steps", "2", "--steps", "2",
+                   "--eval-every", "2", "--algorithm", algorithm, *flags]
+    torchrun(WORKER, str(tmp_path / "run"), *argv, out=str(tmp_path / "run"))
+    ranks = [torch.load(f"{tmp_path / 'run'}-rank{r}.pt", weights_only=True) for r in range(2)]
+    for name, tensor in ranks[0]["final"].items():
+        assert torch.equal(tensor, ranks[1]["final"][name]), name
+    flat = [torch.cat([t.flatten().float() for t in _tensors(r["algorithm"])]) for r in ranks]
+    assert len(flat[0]) > 0 and torch.equal(flat[0], flat[1])
+    options = dict(zip(flags[::2], flags[1::2]))
+    cfg = tiny_config(fake_cifar, accum_steps=4, algorithm=algorithm, steps=2,  # the cosine schedule's length
+                      **{k[2:].replace("-", "_"): (v if k == "--strong-aug" else int(v)) for k, v in options.items()})
+    model = strip_bn(create_model("wrn-10-tiny"))
+    if algorithm == "remixmatch":
+        model.add_rotation_head()
+    model.load_state_dict(ranks[0]["initial"])
+    trainer = single_process_trainer(cfg, model)
+    for step in range(2):
+        trainer.apply_batch(_global_batch(algorithm, [r["batches"][step] for r in ranks], cfg.K or 0))
+    for name, tensor in trainer.model.state_dict().items():
+        torch.testing.assert_close(tensor, ranks[0]["final"][name], rtol=0, atol=1e-5)
+
+
+def _tensors(state):
+    """Every tensor of a nested state (dicts and lists), in a fixed order."""
+    if torch.is_tensor(state):
+        return [state]
+    items = sorted(state.items()) if isinstance(state, dict) else enumerate(state) if isinstance(state, list) else []
+    return [t for _, v in items for t in _tensors(v)]
