@@ -112,13 +112,14 @@ COMPARE_QUICK = Table(rows={**{row: flags for row, flags in COMPARISON_TABLES["t
                       labels=(250,), seeds=(1, 2, 3), common=QUICK.common, steps=QUICK.steps,
                       rampup_fraction=QUICK.rampup_fraction, n_evals=QUICK.n_evals)
 
-# The 2020 methods beside MixMatch and the supervised baseline at CPU scale (docs/algorithms.md): the same 250
+# The 2020 methods (FixMatch with RandAugment and CTAugment, UDA, ReMixMatch) beside MixMatch and the supervised
+# baseline at CPU scale (docs/algorithms.md): the same 250
 # CIFAR-10 labels and network as QUICK, each algorithm with its own official defaults and recipe, and one change for
 # the CPU, the same for every row: a labeled batch of 32 (FixMatch's unlabeled batch μ·32 = 224) for 300 steps.
 COMPARE_2020 = Table(rows={"mixmatch": (), "supervised": ("--algorithm", "supervised"),
                            "fixmatch-ra": ("--algorithm", "fixmatch", "--strong-aug", "ra"),
                            "fixmatch-cta": ("--algorithm", "fixmatch", "--strong-aug", "cta"),
-                           "uda": ("--algorithm", "uda")},
+                           "uda": ("--algorithm", "uda"), "remixmatch": ("--algorithm", "remixmatch")},
                      labels=(250,), seeds=(1, 2, 3), common=(*QUICK.common, "--batch-size", "32"), steps=300,
                      rampup_fraction=QUICK.rampup_fraction, n_evals=3)
 
