@@ -101,3 +101,17 @@ def test_an_ssl_algorithm_refuses_a_split_without_unlabeled_images(fake_cifar):
     with pytest.raises(ConfigError, match="this split leaves none"):
         check_data(data, make_algorithm(validate(Config(algorithm="pi-model")), 10))
     check_data(data, make_algorithm(validate(Config(algorithm="fixmatch")), 10))  # its unlabeled set: the labeled
+
+
+def test_the_cpu_scale_comparison_changes_every_row_alike(capsys, tmp_path):
+    """compare-2020: batch 32 and 300 steps for every row, each algorithm's own recipe, and the ramps counted in
+    images over 4x the run: MixMatch's 1,200 steps, ReMixMatch's 1,200 x 32 / 1024 = 37.5 kimg."""
+    cfgs = commands(capsys, ["compare-2020", "--out", str(tmp_path), "--seeds", "1", "--print-commands"])
+    by_row = {os.path.basename(os.path.dirname(c.out)).split("@")[0]: c for c in cfgs}
+    assert set(by_row) == {"mixmatch", "supervised", "fixmatch-ra", "fixmatch-cta", "uda", "remixmatch"}
+    assert all((c.batch_size, c.steps, c.model, c.n_labeled) == (32, 300, "wrn-16-1", 250) for c in cfgs)
+    assert by_row["mixmatch"].rampup_steps == 1200 and by_row["remixmatch"].warmup_kimg == 37.5
+    assert by_row["mixmatch"].rampup_images == by_row["remixmatch"].warmup_kimg * 1024
+    for row in ("fixmatch-ra", "fixmatch-cta", "uda", "remixmatch"):
+        assert (by_row[row].optimizer, by_row[row].lr_schedule) == ("sgd", "cosine-7/16")
+    assert (by_row["mixmatch"].optimizer, by_row["supervised"].optimizer) == ("adam", "adam")

@@ -113,9 +113,10 @@ COMPARE_QUICK = Table(rows={**{row: flags for row, flags in COMPARISON_TABLES["t
                       rampup_fraction=QUICK.rampup_fraction, n_evals=QUICK.n_evals)
 
 # The 2020 methods (FixMatch with RandAugment and CTAugment, UDA, ReMixMatch) beside MixMatch and the supervised
-# baseline at CPU scale (docs/algorithms.md): the same 250
-# CIFAR-10 labels and network as QUICK, each algorithm with its own official defaults and recipe, and one change for
-# the CPU, the same for every row: a labeled batch of 32 (FixMatch's unlabeled batch μ·32 = 224) for 300 steps.
+# baseline at CPU scale (docs/algorithms.md): the same 250 CIFAR-10 labels and network as QUICK, each algorithm with
+# its own official defaults and recipe, and the same CPU-scale changes for every row: a labeled batch of 32
+# (FixMatch's unlabeled batch μ·32 = 224) for 300 steps, and the ramps counted in images (MixMatch's λu,
+# ReMixMatch's w_match and w_kl) over 4x the run, as in QUICK.
 COMPARE_2020 = Table(rows={"mixmatch": (), "supervised": ("--algorithm", "supervised"),
                            "fixmatch-ra": ("--algorithm", "fixmatch", "--strong-aug", "ra"),
                            "fixmatch-cta": ("--algorithm", "fixmatch", "--strong-aug", "cta"),

@@ -109,7 +109,7 @@ def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = 
         for n in labels:
             for row in (r for r in rows if chosen or spec.has(r, n, seed)):
                 folder = os.path.join(out, table, f"{row}@{n}", f"seed{seed}")
-                own_ramp = ramp if algorithm_of(spec.rows[row]) == "mixmatch" else []
+                own_ramp = scaled_ramp(ramp, algorithm_of(spec.rows[row]), [*spec.common, *spec.rows[row], *extra])
                 needs = ((os.path.join(out, table, f"{spec.starts_from[row]}@{n}", f"seed{seed}"),)
                          if row in spec.starts_from else ())
                 init = ("--init", os.path.join(needs[0], "last.pt")) if needs else ()
@@ -117,6 +117,19 @@ def plan(table: str, out: str, seeds: Sequence[int] = (), rows: Sequence[str] = 
                         folder, *shared, *own_ramp, *extra)
                 runs.append(Run(table, row, n, seed, folder, tuple(argv), needs))
     return runs
+
+
+def scaled_ramp(ramp: List[str], algorithm: str, flags: Sequence[str]) -> List[str]:
+    """A table's ramp scaled to its short runs, for the algorithms whose ramp is counted in images rather than as a
+    share of the run: MixMatch's λu (``--rampup-steps``), ReMixMatch's w_match and w_kl (``--warmup-kimg``, the
+    same steps at the run's batch size)."""
+    if not ramp or algorithm not in ("mixmatch", "remixmatch"):
+        return []
+    if algorithm == "mixmatch":
+        return ramp
+    flags = list(flags)
+    batch = int(flags[flags.index("--batch-size") + 1]) if "--batch-size" in flags else 64
+    return ["--warmup-kimg", f"{int(ramp[1]) * batch / 1024:g}"]
 
 
 def finished_step(run: Run, cfg: Config) -> Optional[int]:
