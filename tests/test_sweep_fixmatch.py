@@ -115,3 +115,20 @@ def test_the_cpu_scale_comparison_changes_every_row_alike(capsys, tmp_path):
     for row in ("fixmatch-ra", "fixmatch-cta", "uda", "remixmatch"):
         assert (by_row[row].optimizer, by_row[row].lr_schedule) == ("sgd", "cosine-7/16")
     assert (by_row["mixmatch"].optimizer, by_row["supervised"].optimizer) == ("adam", "adam")
+
+
+def test_a_table_2_folder_renders_beside_the_paper_with_its_picture(tmp_path):
+    from test_tables import write_run
+
+    from semisup.commands.tables import main as tables
+
+    for seed, acc in ((1, 95.0), (2, 94.0)):
+        write_run(str(tmp_path), "fixmatch", "cifar10-fixmatch-cta", 250, seed, accs=[90.0, acc])
+        write_run(str(tmp_path), "fixmatch", "svhn-uda", 40, seed, accs=[50.0, 60.0 + seed])
+    assert tables([str(tmp_path)]) == 0
+    with open(tmp_path / "table.md") as f:
+        text = f.read()
+    # each seed's error: 100 − the median of its two evaluations (92.5, 92; 55.5, 56)
+    assert "| cifar10-fixmatch-cta | 250 | 7.75 ± 0.35 | 5.07 ± 0.33 | +2.68 | 2 |" in text
+    assert "| svhn-uda | 40 | 44.25 ± 0.35 | 52.63 ± 20.51 (unverified) | -8.38 | 2 |" in text
+    assert os.path.getsize(tmp_path / "fixmatch.png") > 10_000

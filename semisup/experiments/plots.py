@@ -97,8 +97,10 @@ def plot_fixmatch(records: Sequence[dict], path: str) -> None:
             if n:
                 ax.errorbar(n, [paper[k][0] for k in n], yerr=[paper[k][1] or 0.0 for k in n], fmt="--",
                             color=color, alpha=0.5, capsize=2)
-                ax.scatter(n, [paper[k][0] for k in n], color=color, alpha=0.5,
-                           facecolors=[color if paper[k][2] else "none" for k in n])
+                for confirmed in (True, False):
+                    at = [k for k in n if paper[k][2] == confirmed]
+                    ax.scatter(at, [paper[k][0] for k in at], edgecolors=color, alpha=0.6,
+                               facecolors=color if confirmed else "none")
             mine = sorted((r for r in recs if r["row"] == fm.row_name(dataset, method)), key=lambda r: r["labels"])
             if mine:
                 ax.errorbar([r["labels"] for r in mine], [r["error_mean"] for r in mine],
@@ -108,6 +110,9 @@ def plot_fixmatch(records: Sequence[dict], path: str) -> None:
         ax.set_xticks(labels, [str(k) for k in labels])
         ax.minorticks_off()
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(plt.matplotlib.ticker.LogLocator(subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(plt.matplotlib.ticker.NullFormatter())
         ax.set_xlabel("labeled images")
         ax.set_title(dataset)
         ax.grid(alpha=0.3)
