@@ -7,7 +7,7 @@ After r rounds the sparsity is 1 - (1 - fraction)^r. Two controls tell a winning
 network: the same masks on a fresh initialisation (``reinit``), and random masks with the same per-layer
 sparsity (``random``), both trained exactly as the ticket.
 
-Everything here is a pure function of tensors and checkpoint dicts; ``lottery_cli.py`` runs the rounds.
+Everything here is a pure function of tensors and checkpoint dicts; ``semisup.experiments.lottery`` runs the rounds.
 """
 from typing import Dict, List
 
