@@ -62,6 +62,11 @@ def to_float(images: torch.Tensor, memory_format=torch.contiguous_format) -> tor
     return images.to(memory_format=memory_format).float().mul_(2.0 / 255.0).sub_(1.0)
 
 
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """The uint8 images a ``to_float`` batch came from (exact: 255·(x + 1)/2 is within rounding of an integer)."""
+    return x.float().add(1.0).mul_(255.0 / 2.0).round_().to(torch.uint8).contiguous()
+
+
 def draw_views(images: Dataset, idx: torch.Tensor, count: int, memory_format=torch.contiguous_format,
                generator=None, pad: int = PAD, flip: bool = True, strong=None, strong_count: int = 0):
     """``count`` independently augmented float views of the images at ``idx``, then ``strong_count`` views that

@@ -18,7 +18,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from .algorithms.base import Models, check_data, labeled_view, make_algorithm, total_loss, unlabeled_pool
-from .augment import draw_views
+from .augment import draw_views, to_uint8
 from .config import Config
 from .data import InfiniteSampler, SSLData
 from .distributed import gather_per_rank, gather_rng_states, per_rank_batch, restore_rng_state
@@ -100,21 +100,25 @@ class Trainer:
     # ----- one optimizer step -------------------------------------------------------------------------
     def _views(self, name: str, count: int, strong: int = 0):
         """``count`` weakly and then ``strong`` strongly augmented float views of the next images of sampler
-        ``name``, with their labels and the first weak view as uint8."""
+        ``name``, and their labels."""
         idx = to_device(self.samplers[name].next(), self.rt.device)
-        return draw_views(self.device_data[name], idx, count, self.rt.memory_format, pad=self.data.pad,
-                          flip=self.data.flip, strong=self.algorithm.strong, strong_count=strong)
+        views, labels, _ = draw_views(self.device_data[name], idx, count, self.rt.memory_format, pad=self.data.pad,
+                                      flip=self.data.flip, strong=self.algorithm.strong, strong_count=strong)
+        return views, labels
 
     def next_batch(self):
         """Draw this rank's batch (augment, then the algorithm's part: guesses, teachers, mixup), all under the
-        current weights. An algorithm with a learned augmentation (CTAugment) first sees the labeled images, then
-        (ReMixMatch) may train on their strong augmentation."""
+        current weights. An algorithm with strong views first sees the labeled images as uint8 (CTAugment's probes
+        learn from them), then (ReMixMatch) may train on their strong augmentation."""
         alg, models = self.algorithm, Models(self.model, self.ema.model)
-        (x_lb,), y_lb, raw_lb = self._views("labeled", 1)
-        alg.observe_labeled(raw_lb, y_lb, models)
-        x_lb = labeled_view(alg, x_lb, raw_lb, self.rt.memory_format)
-        views = alg.unlabeled_views + alg.strong_views
-        x_ulb = self._views("unlabeled", alg.unlabeled_views, alg.strong_views)[0] if views else []
+        (x_lb,), y_lb = self._views("labeled", 1)
+        if alg.strong_views:
+            raw_lb = to_uint8(x_lb)
+            alg.observe_labeled(raw_lb, y_lb, models)
+            x_lb = labeled_view(alg, x_lb, raw_lb, self.rt.memory_format)
+            x_ulb = self._views("unlabeled", alg.unlabeled_views, alg.strong_views)[0]
+        else:
+            x_ulb = self._views("unlabeled", alg.unlabeled_views)[0] if alg.unlabeled_views else []
         with self.rt.autocast():
             return alg.batch(x_lb, y_lb, x_ulb, models)
 

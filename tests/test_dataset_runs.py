@@ -11,10 +11,10 @@ import torch
 
 from semisup import augment, engine, runner
 from semisup.checkpoint import load_checkpoint
+from semisup.commands.evaluate import main as evaluate
 from semisup.compress.taylor import training_loss_fn
 from semisup.config import parse_args
 from semisup.data import prepare_data
-from semisup.evaluate import evaluation
 from semisup.evaluate.metrics import top_confusions
 from semisup.evaluate.report import format_top_confusions
 from semisup.models import create_model
@@ -57,7 +57,7 @@ def trained(data_dirs, tmp_path_factory):
         assert runner.main(args) == 0, name
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            assert evaluation.main(["--checkpoint", os.path.join(out, "last.pt")] + EVAL) == 0
+            assert evaluate(["--checkpoint", os.path.join(out, "last.pt")] + EVAL) == 0
         runs[name] = (out, printed.getvalue())
     return runs
 
@@ -83,7 +83,7 @@ def test_two_steps_and_evaluation_on_each_dataset(trained, name):
 
 def test_evaluate_rebuilds_the_run_split(trained, data_dirs, tmp_path):
     out, _ = trained["stl10"]
-    assert evaluation.main(["--checkpoint", os.path.join(out, "last.pt"), "--split", "labeled",
+    assert evaluate(["--checkpoint", os.path.join(out, "last.pt"), "--split", "labeled",
                             "--out", str(tmp_path)] + EVAL) == 0
     with open(tmp_path / "metrics.json") as f:
         assert json.load(f)["n_images"] == 10  # fold 1 of fold_indices.txt

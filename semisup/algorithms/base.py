@@ -16,9 +16,9 @@ of ``uratio`` unlabeled images per labeled one, then ``strong_views`` views that
 (RandAugment, CTAugment), all in one list; ``unlabeled_has_labeled``: the unlabeled set includes the labeled images
 (FixMatch's substrate); ``labeled_strong``: the labeled view is ``strong`` of the weakly augmented labeled image
 (ReMixMatch trains on CTAugment-augmented labeled images). ``observe_labeled`` sees each step's weakly augmented
-labeled images as uint8 before the batch is made (CTAugment's probes learn from them). ``prepare_model`` gives the
-network what the algorithm's loss needs beyond the classifier (ReMixMatch's rotation head) before the Trainer builds
-the optimizer and the EMA around it, so both include it.
+labeled images as uint8 before the batch is made, in an algorithm with strong views (CTAugment's probes learn from
+them). ``prepare_model`` gives the network what the algorithm's loss needs beyond the classifier (ReMixMatch's
+rotation head) before the Trainer builds the optimizer and the EMA around it, so both include it.
 
 Batch norm, as the official code: the first forward pass of ``loss`` (the labeled one) updates the running
 statistics; every other pass runs in training mode on its own batch statistics with the running ones frozen.
