@@ -48,8 +48,8 @@ def single_process_trainer(cfg: Config, model: nn.Module, amp_dtype=None) -> Tra
 
 
 def straight_and_resumed(cfg: Config):
-    """(a Trainer after three steps in one go, one after two steps, a checkpoint, a new Trainer and one more step):
-    an exact resume makes their weights, EMA and algorithm state equal."""
+    """(a Trainer after three steps in one go, one after two steps, a checkpoint, a new Trainer and one more step,
+    the checkpoint's state): an exact resume makes their weights, EMA and algorithm state equal."""
     straight = single_process_trainer(cfg, tiny_model(2))
     for _ in range(3):
         straight.train_step()
@@ -60,7 +60,7 @@ def straight_and_resumed(cfg: Config):
     resumed = single_process_trainer(cfg, tiny_model(5))
     resumed.load_state_dict(state)
     resumed.train_step()
-    return straight, resumed
+    return straight, resumed, state
 
 
 def concat_rank_batches(batches, K: int) -> Batch:

@@ -98,7 +98,7 @@ def test_bn_statistics_advance_once_per_step_from_one_pass(fake_cifar, name, acc
 def test_resume_is_exact(fake_cifar, name):
     """Three steps in one go equal two steps, a checkpoint, a new Trainer and one more step: weights, EMA,
     optimizer, RNG (mixup, VAT's direction) and the algorithm's own state."""
-    straight, resumed = straight_and_resumed(_config(fake_cifar, name, accum_steps=2))
+    straight, resumed, _ = straight_and_resumed(_config(fake_cifar, name, accum_steps=2))
     for a, b in zip(list(resumed.model.state_dict().values()) + list(resumed.ema.model.state_dict().values()),
                     list(straight.model.state_dict().values()) + list(straight.ema.model.state_dict().values())):
         assert torch.equal(a, b)

@@ -155,7 +155,7 @@ def test_one_step_draws_mu_times_the_labeled_batch_and_the_joint_pass_updates_ba
 
 def test_ctaugment_weights_travel_in_the_checkpoint_and_resume_exactly(fake_cifar):
     cfg = tiny_config(fake_cifar, algorithm="fixmatch", strong_aug="cta", uratio=2, accum_steps=2)
-    straight, resumed = straight_and_resumed(cfg)
+    straight, resumed, _ = straight_and_resumed(cfg)
     weights = straight.state_dict()["algorithm"]["cta"]["weights"]
     assert any(not torch.equal(w, torch.ones_like(w)) for ws in weights.values() for w in ws)  # it learned
     for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values()):

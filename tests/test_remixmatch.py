@@ -22,7 +22,7 @@ from semisup.mixmatch import interleave, sharpen
 from semisup.models import create_model
 from semisup.strong import CTAugment
 
-from accum_support import single_process_trainer, tiny_config, tiny_model
+from accum_support import single_process_trainer, straight_and_resumed, tiny_config, tiny_model
 
 
 def _algorithm(**overrides) -> ReMixMatch:
@@ -159,21 +159,11 @@ def test_remixmatch_strong_view_has_no_cutout(monkeypatch):
 
 def test_state_round_trip_and_exact_resume(fake_cifar):
     cfg = tiny_config(fake_cifar, algorithm="remixmatch", K=2, dbuf=4, accum_steps=2)
-    straight = single_process_trainer(cfg, tiny_model(2))
-    for _ in range(3):
-        straight.train_step()
-    first = single_process_trainer(cfg, tiny_model(2))
-    for _ in range(2):
-        first.train_step()
-    state = first.state_dict()
+    straight, resumed, state = straight_and_resumed(cfg)  # the state after two steps, resumed for the third
     saved = state["algorithm"]["alignment"]
     assert torch.equal(saved["p_model"][:2], torch.full((2, 10), 0.1))  # two of four rows still the initial ones
     assert not torch.equal(saved["p_model"][2:], torch.full((2, 10), 0.1))
     assert "rotation_head.weight" in state["model"] and state["arch"]["rotation_head"] == 4
-    resumed = single_process_trainer(cfg, tiny_model(5))
-    resumed.load_state_dict(state)
-    assert torch.equal(resumed.algorithm.alignment.buffer, saved["p_model"])
-    resumed.train_step()
     for a, b in zip(list(resumed.model.state_dict().values()) + list(resumed.ema.model.state_dict().values()),
                     list(straight.model.state_dict().values()) + list(straight.ema.model.state_dict().values())):
         assert torch.equal(a, b)
