@@ -13,15 +13,13 @@ specification and writes the files.
 import argparse
 import os
 import sys
-from dataclasses import replace
 
 import torch
 
 from ..checkpoint import FORMAT, VERSION, atomic_save
 from ..compress import report as rep
-from ..compress.pruning import METHODS, PruneSpec, plain_copy, prune, read_ratio_file
-from ..compress.source import latency, load_source, source_data, test_accuracy
-from ..compress.taylor import training_loss_fn
+from ..compress.pruning import METHODS, PruneSpec, read_ratio_file
+from ..compress.source import load_source, prune_and_measure, source_data, with_training_loss
 from ..config import Config, ConfigError, OneLineParser
 from ..records import write_json
 from . import DefaultsHelp, checked
@@ -129,13 +127,8 @@ def run(args) -> dict:
     source = load_source(args.checkpoint)
     needed = spec.method == "taylor" or args.data_dir is not None
     data = load_data(args, source.cfg, needed) if (args.eval or spec.method == "taylor") else None
-    if spec.method == "taylor":
-        spec = replace(spec, taylor_loss=training_loss_fn(source.cfg, data, torch.device("cpu"),
-                                                          source.cfg.batch_size, spec.seed))
-    dense = plain_copy(source.model)[2]
-    acc_before = test_accuracy(dense, data) if args.eval else None
-    pruned = prune(source.model, spec)
-    measured = {**pruned.sizes, "latency_ms": latency(dense, pruned.model, args.latency_repeats, args.channels_last)}
+    pruned, measured = prune_and_measure(source, with_training_loss(spec, source.cfg, data), data,
+                                         args.latency_repeats, args.channels_last, args.eval)
     by_file = {"ratio": None, "scope": None, "ratio_file": spec.ratio_file, "ratios": spec.layer_ratios}
     settings = {"checkpoint": args.checkpoint, "method": spec.method, "ratio": spec.ratio, "scope": spec.scope,
                 "norm": spec.norm, "prune_residual": spec.prune_residual, "selection": spec.selection,
@@ -144,8 +137,7 @@ def run(args) -> dict:
                 "latency_layout": "channels_last" if args.channels_last else "contiguous",
                 **(by_file if spec.ratio_file else {})}
     state = source.state
-    result = {**settings, "arch": {"before": dict(state["arch"]), "after": dict(pruned.model.arch)}, **measured,
-              "test_acc": {"before": acc_before, "after": test_accuracy(pruned.model, data) if args.eval else None}}
+    result = {**settings, **measured}
     os.makedirs(args.out, exist_ok=True)
     out_state = {"format": FORMAT, "version": VERSION, "model_name": state["model_name"],
                  "arch": dict(pruned.model.arch), "model": pruned.weights, "ema": pruned.weights,

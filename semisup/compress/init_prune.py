@@ -14,9 +14,8 @@ import torch
 
 from ..config import Config
 from ..masks import Masks
-from .pruning import PruneSpec, plain_copy, prune
-from .source import latency, source_data, source_from_state, test_accuracy
-from .taylor import training_loss_fn
+from .pruning import PruneSpec
+from .source import prune_and_measure, source_data, source_from_state, with_training_loss
 
 RECORD = "init_prune.json"
 
@@ -24,11 +23,8 @@ RECORD = "init_prune.json"
 def init_spec(cfg: Config, source_cfg: Config, data_dir: str) -> PruneSpec:
     """The run's --init-prune and --init-ratio as a specification; taylor scores on the --init run's own split,
     read from this run's --data-dir."""
-    taylor_loss = None
-    if cfg.init_prune == "taylor":
-        data = source_data(source_cfg, data_dir)
-        taylor_loss = training_loss_fn(source_cfg, data, torch.device("cpu"), source_cfg.batch_size, cfg.seed)
-    return PruneSpec(cfg.init_prune, ratio=cfg.init_ratio, seed=cfg.seed, taylor_loss=taylor_loss).checked()
+    spec = PruneSpec(cfg.init_prune, ratio=cfg.init_ratio, seed=cfg.seed).checked()
+    return with_training_loss(spec, source_cfg, source_data(source_cfg, data_dir) if spec.method == "taylor" else None)
 
 
 def pruned_init(cfg: Config, data, state: dict) -> Tuple[torch.nn.Module, Masks, dict]:
@@ -36,12 +32,9 @@ def pruned_init(cfg: Config, data, state: dict) -> Tuple[torch.nn.Module, Masks,
     from ``state``, the --init checkpoint as the run already read and checked it."""
     source = source_from_state(state, cfg.init)
     spec = init_spec(cfg, source.cfg, cfg.data_dir)
-    dense = plain_copy(source.model)[2]
-    pruned = prune(source.model, spec)
-    record = {"init": cfg.init, "method": spec.method, "ratio": spec.ratio, "scope": spec.scope,
-              "arch": {"before": dict(state["arch"]), "after": dict(pruned.model.arch)},
-              **pruned.sizes, "latency_ms": latency(dense, pruned.model),
-              "latency_layout": "channels_last",
-              "test_acc": {"before": test_accuracy(dense, data), "after": test_accuracy(pruned.model, data)}}
+    pruned, measured = prune_and_measure(source, spec, data)
+    test_acc = measured.pop("test_acc")
+    record = {"init": cfg.init, "method": spec.method, "ratio": spec.ratio, "scope": spec.scope, **measured,
+              "latency_layout": "channels_last", "test_acc": test_acc}
     return pruned.model.train(), pruned.masks, record
 

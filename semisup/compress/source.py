@@ -1,6 +1,6 @@
 """What a compression starts from and is measured with: the source checkpoint, its data, test accuracy, latency."""
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -10,6 +10,8 @@ from ..config import Config, ConfigError
 from ..data import SSLData, prepare_from_config
 from ..predict import accuracy, predict
 from . import report as rep
+from .pruning import Pruned, PruneSpec, plain_copy, prune
+from .taylor import training_loss_fn
 
 
 @dataclass
@@ -58,3 +60,24 @@ def latency(before: nn.Module, after: nn.Module, repeats: int = 3, channels_last
     layout = torch.channels_last if channels_last else torch.contiguous_format
     return {f"batch_{b}": rep.latencies_ms({"before": before, "after": after}, b, repeats, memory_format=layout)
             for b in batches}
+
+
+def with_training_loss(spec: PruneSpec, cfg: Config, data: Optional[SSLData]) -> PruneSpec:
+    """The spec with, for taylor, the source run's own training loss on ``data`` (its split) as the scores' loss."""
+    if spec.method != "taylor":
+        return spec
+    return replace(spec, taylor_loss=training_loss_fn(cfg, data, torch.device("cpu"), cfg.batch_size, spec.seed))
+
+
+def prune_and_measure(source: Source, spec: PruneSpec, data: Optional[SSLData], repeats: int = 3,
+                      channels_last: bool = True, evaluate: bool = True) -> Tuple[Pruned, dict]:
+    """(the pruned network, its record: arch, sizes and CPU latency before and after, and the test accuracy before
+    and after pruning, None without ``evaluate`` or data): what the pruning command reports and what
+    ``train.py --init-prune`` writes to init_prune.json."""
+    dense = plain_copy(source.model)[2]
+    acc_before = test_accuracy(dense, data) if evaluate else None
+    pruned = prune(source.model, spec)
+    record = {"arch": {"before": dict(source.state["arch"]), "after": dict(pruned.model.arch)}, **pruned.sizes,
+              "latency_ms": latency(dense, pruned.model, repeats, channels_last),
+              "test_acc": {"before": acc_before, "after": test_accuracy(pruned.model, data) if evaluate else None}}
+    return pruned, record
