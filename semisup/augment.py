@@ -70,11 +70,9 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 def draw_views(images: Dataset, idx: torch.Tensor, count: int, memory_format=torch.contiguous_format,
                generator=None, pad: int = PAD, flip: bool = True, strong=None, strong_count: int = 0):
     """``count`` independently augmented float views of the images at ``idx``, then ``strong_count`` views that
-    ``strong`` (uint8 → uint8: RandAugment, CTAugment) augments after their own flip and crop; their labels; and the
-    first weak view as uint8 (None without one). ``pad`` and ``flip`` are the dataset's (``SSLData.pad``, ``.flip``).
-    """
+    ``strong`` (uint8 → uint8: RandAugment, CTAugment) augments after their own flip and crop, and their labels.
+    ``pad`` and ``flip`` are the dataset's (``SSLData.pad``, ``SSLData.flip``)."""
     raw = images.images[idx]
     weak = [augment(raw, generator, pad, flip) for _ in range(count)]
     strong_views = [strong(augment(raw, generator, pad, flip)) for _ in range(strong_count)]
-    views = [to_float(v, memory_format) for v in weak + strong_views]
-    return views, images.labels[idx], weak[0] if weak else None
+    return [to_float(v, memory_format) for v in weak + strong_views], images.labels[idx]

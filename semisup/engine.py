@@ -102,9 +102,8 @@ class Trainer:
         """``count`` weakly and then ``strong`` strongly augmented float views of the next images of sampler
         ``name``, and their labels."""
         idx = to_device(self.samplers[name].next(), self.rt.device)
-        views, labels, _ = draw_views(self.device_data[name], idx, count, self.rt.memory_format, pad=self.data.pad,
-                                      flip=self.data.flip, strong=self.algorithm.strong, strong_count=strong)
-        return views, labels
+        return draw_views(self.device_data[name], idx, count, self.rt.memory_format, pad=self.data.pad,
+                          flip=self.data.flip, strong=self.algorithm.strong, strong_count=strong)
 
     def next_batch(self):
         """Draw this rank's batch (augment, then the algorithm's part: guesses, teachers, mixup), all under the

@@ -197,3 +197,11 @@ def test_the_strong_views_do_not_depend_on_the_worker_count():
         assert not torch.equal(alone(images), first) and alone.state_dict()["calls"] == 2
     finally:
         pooled.pool.close()
+
+
+def test_an_algorithm_with_strong_views_must_make_them(monkeypatch):
+    from semisup.algorithms.base import make_algorithm
+
+    monkeypatch.setattr(FixMatch, "strong", None)
+    with pytest.raises(TypeError, match="declares strong views but no strong"):
+        make_algorithm(validate(Config(algorithm="fixmatch")), 10)

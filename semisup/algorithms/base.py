@@ -66,6 +66,7 @@ class Algorithm:
     uratio = 1  # unlabeled images per labeled image (FixMatch's μ)
     unlabeled_has_labeled = False  # the unlabeled set includes the labeled images, their labels dropped
     labeled_strong = False  # the labeled view is the strong augmentation of the weak one (ReMixMatch)
+    strong = None  # with strong views: uint8 images [N, C, H, W] → their strong augmentation (RandAugment, CTAugment)
     terms = ("x",)  # the loss terms' names, in the order they are logged
 
     def __init__(self, cfg, num_classes: int):
@@ -82,10 +83,6 @@ class Algorithm:
 
     def load_state_dict(self, state: dict) -> None:
         """Nothing to restore by default."""
-
-    def strong(self, images: torch.Tensor) -> torch.Tensor:
-        """A strongly augmented copy of weakly augmented uint8 images [N, C, H, W] (``strong_views`` > 0)."""
-        raise NotImplementedError(f"{type(self).__name__} draws no strong views")
 
     def observe_labeled(self, images: torch.Tensor, labels: torch.Tensor, models: Models) -> None:
         """The step's weakly augmented labeled images (uint8) and labels, before ``batch``; nothing by default."""
@@ -125,8 +122,12 @@ def unlabeled_pool(data, algorithm: Algorithm):
 
 
 def make_algorithm(cfg: Config, num_classes: int):
-    """The ``--algorithm`` object (``semisup.algorithms.load`` imports its file)."""
-    return load(cfg.algorithm)(cfg, num_classes)
+    """The ``--algorithm`` object (``semisup.algorithms.load`` imports its file); one that declares strong views
+    must say how it makes them."""
+    algorithm = load(cfg.algorithm)(cfg, num_classes)
+    if (algorithm.strong_views or algorithm.labeled_strong) and algorithm.strong is None:
+        raise TypeError(f"{type(algorithm).__name__} declares strong views but no strong(images) to make them")
+    return algorithm
 
 
 def total_loss(terms: Dict[str, torch.Tensor], weights: Dict[str, float]) -> torch.Tensor:

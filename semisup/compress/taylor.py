@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from ..algorithms.base import Models, labeled_view, make_algorithm, total_loss, unlabeled_pool
-from ..augment import draw_views
+from ..augment import draw_views, to_uint8
 from ..config import Config
 from ..data import InfiniteSampler, SSLData
 from ..models import frozen_bn_stats
@@ -29,16 +29,16 @@ def training_loss_fn(cfg: Config, data: SSLData, device: torch.device, batch_siz
     generator = torch.Generator().manual_seed(seed)
 
     def views(ds, sampler, count, strong=0):
-        x, y, raw = draw_views(ds, sampler.next(), count, generator=generator, pad=data.pad, flip=data.flip,
-                               strong=algorithm.strong, strong_count=strong)
-        return [v.to(device) for v in x], y.to(device), raw
+        x, y = draw_views(ds, sampler.next(), count, generator=generator, pad=data.pad, flip=data.flip,
+                          strong=algorithm.strong, strong_count=strong)
+        return [v.to(device) for v in x], y.to(device)
 
     def loss_fn(model: nn.Module, i: int) -> torch.Tensor:
         model = algorithm.prepare_model(model)
         was_training = model.training
         model.train()
-        (x_lb,), y_lb, raw_lb = views(data.labeled, labeled, 1)
-        x_lb = labeled_view(algorithm, x_lb, raw_lb, torch.contiguous_format).to(device)
+        (x_lb,), y_lb = views(data.labeled, labeled, 1)
+        x_lb = labeled_view(algorithm, x_lb, to_uint8(x_lb), torch.contiguous_format)
         n_views = algorithm.unlabeled_views + algorithm.strong_views
         x_ulb = views(pool, unlabeled, algorithm.unlabeled_views, algorithm.strong_views)[0] if n_views else []
         with frozen_bn_stats(model):
