@@ -311,6 +311,10 @@ OPTION_RANGES = {
     "w_match": (lambda v: v >= 0, "non-negative"), "w_kl": (lambda v: v >= 0, "non-negative"),
     "w_rot": (lambda v: v >= 0, "non-negative"), "warmup_kimg": (lambda v: v >= 0, "non-negative"),
     "dbuf": (lambda v: v >= 1, "at least 1"),
+    "ema_p": (lambda v: 0 <= v < 1, "in [0, 1)"), "n_sigma": (lambda v: v > 0, "positive"),
+    "lambda_fair": (lambda v: v >= 0, "non-negative"), "dash_warmup": (lambda v: v >= 0, "non-negative"),
+    "dash_every": (lambda v: v >= 1, "at least 1"), "dash_gamma": (lambda v: v > 1, "above 1 (ρ decays)"),
+    "dash_c": (lambda v: v > 0, "positive"), "rho_min": (lambda v: v > 0, "positive"),
 }
 
 
@@ -345,6 +349,9 @@ def _resolve_algorithm(cfg: Config) -> None:
             must = f"one of {', '.join(choices)}" if choices else must
             raise ConfigError(f"{flag} must be {must} (got {value})")
     fill_algorithm_defaults(cfg)
+    if cfg.algorithm == "dash" and cfg.dash_warmup >= cfg.steps:
+        raise ConfigError(f"--dash-warmup {cfg.dash_warmup} is the whole run (--steps {cfg.steps}): dash would never "
+                          f"train on an unlabeled image; lower it below --steps")
     if spec.needs_ema and cfg.ema_decay == 0:
         raise ConfigError(f"{cfg.algorithm}'s teacher is the EMA model: --ema-decay 0 would make it the live model "
                           f"(use pi-model for that)")

@@ -76,6 +76,16 @@ def mean_over_ranks(t: torch.Tensor, world_size: int) -> torch.Tensor:
     return t
 
 
+def gather_rows(t: torch.Tensor, world_size: int) -> torch.Tensor:
+    """*Collective.* Every rank's rows of ``t`` (the same shape on every rank), concatenated in rank order: what
+    one process with the global batch would hold. No gradient flows through it."""
+    if not _active(world_size):
+        return t
+    parts = [torch.empty_like(t) for _ in range(world_size)]
+    dist.all_gather(parts, t.contiguous())
+    return torch.cat(parts)
+
+
 def broadcast_from_main(obj, world_size: int):
     """*Collective.* Rank 0's ``obj`` on every rank."""
     if not _active(world_size):

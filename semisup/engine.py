@@ -61,6 +61,7 @@ class Trainer:
         self.decay_params = decay_parameters(self.model)
         self.batch = per_rank_batch(cfg.batch_size, rt.world_size, cfg.accum_steps)
         unlabeled = unlabeled_pool(data, self.algorithm)
+        self.algorithm.bind_unlabeled(len(unlabeled))
         self.samplers = {"labeled": InfiniteSampler(len(data.labeled), self.batch, cfg.seed, rt.rank)}
         if self.algorithm.unlabeled_views or self.algorithm.strong_views:
             self.samplers["unlabeled"] = InfiniteSampler(len(unlabeled), self.batch * self.algorithm.uratio,
@@ -82,10 +83,15 @@ class Trainer:
     def reset_window(self) -> None:
         """Start a new logging window: the loss sums (kept on the device) and the time since the last evaluation."""
         self.loss_sums = torch.zeros(len(self.algorithm.terms), device=self.rt.device)
+        self.stat_sums = {}
         self.window_steps, self.window_time = 0, 0.0
 
     def add_to_window(self, terms: Terms) -> None:
+        """The step's loss terms and the algorithm's step statistics, summed over the window."""
         self.loss_sums += torch.stack([terms[name] for name in self.algorithm.terms])
+        for name, value in self.algorithm.step_stats().items():
+            value = value.detach().float().to(self.rt.device)
+            self.stat_sums[name] = self.stat_sums[name] + value if name in self.stat_sums else value
         self.window_steps += 1
 
     def add_hook(self, name: str, fn: Hook) -> None:
@@ -100,24 +106,27 @@ class Trainer:
     # ----- one optimizer step -------------------------------------------------------------------------
     def _views(self, name: str, count: int, strong: int = 0):
         """``count`` weakly and then ``strong`` strongly augmented float views of the next images of sampler
-        ``name``, and their labels."""
+        ``name``, their labels, and the images' dataset indices."""
         idx = to_device(self.samplers[name].next(), self.rt.device)
-        return draw_views(self.device_data[name], idx, count, self.rt.memory_format, pad=self.data.pad,
-                          flip=self.data.flip, strong=self.algorithm.strong, strong_count=strong)
+        views, labels = draw_views(self.device_data[name], idx, count, self.rt.memory_format, pad=self.data.pad,
+                                   flip=self.data.flip, strong=self.algorithm.strong, strong_count=strong)
+        return views, labels, idx
 
     def next_batch(self):
         """Draw this rank's batch (augment, then the algorithm's part: guesses, teachers, mixup), all under the
         current weights. An algorithm with strong views first sees the labeled images as uint8 (CTAugment's probes
         learn from them), then (ReMixMatch) may train on their strong augmentation."""
         alg, models = self.algorithm, Models(self.model, self.ema.model)
-        (x_lb,), y_lb = self._views("labeled", 1)
+        (x_lb,), y_lb, _ = self._views("labeled", 1)
+        x_ulb, index = [], None
         if alg.strong_views:
             raw_lb = to_uint8(x_lb)
             alg.observe_labeled(raw_lb, y_lb, models)
             x_lb = labeled_view(alg, x_lb, raw_lb, self.rt.memory_format)
-            x_ulb = self._views("unlabeled", alg.unlabeled_views, alg.strong_views)[0]
-        else:
-            x_ulb = self._views("unlabeled", alg.unlabeled_views)[0] if alg.unlabeled_views else []
+            x_ulb, _, index = self._views("unlabeled", alg.unlabeled_views, alg.strong_views)
+        elif alg.unlabeled_views:
+            x_ulb, _, index = self._views("unlabeled", alg.unlabeled_views)
+        alg.start_step(self.step, index)
         with self.rt.autocast():
             return alg.batch(x_lb, y_lb, x_ulb, models)
 
@@ -221,7 +230,8 @@ class Trainer:
         # The loss sums since the last evaluation, per rank: a run stopped between evaluations logs the same
         # next record after resuming as it would have without the stop.
         window = gather_per_rank({"sums": self.loss_sums.detach().cpu(), "steps": self.window_steps,
-                                  "time": self.window_time}, self.rt.world_size)
+                                  "time": self.window_time,
+                                  "stats": {k: v.cpu() for k, v in self.stat_sums.items()}}, self.rt.world_size)
         model, masks = split_masks(self.model)
         extra = {"masks": masks} if masks else {}
         return {"config": self.cfg.to_dict(), "model_name": self.cfg.model, "arch": dict(self.model.arch),
@@ -254,4 +264,5 @@ class Trainer:
         if window and len(window) == self.rt.world_size:
             mine = window[self.rt.rank]
             self.loss_sums = mine["sums"].to(self.rt.device, torch.float32)
+            self.stat_sums = {k: v.to(self.rt.device) for k, v in mine.get("stats", {}).items()}
             self.window_steps, self.window_time = int(mine["steps"]), float(mine["time"])

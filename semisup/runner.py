@@ -268,12 +268,16 @@ def _progress_fields(terms: dict, weights: dict) -> dict:
 
 def _window_record(trainer: Trainer, weights: dict) -> dict:
     """The evaluation record's training part: each loss term's mean (``loss_<term>``) and weight
-    (``lambda_<term>``, for the weighted terms) and the speed since the last evaluation (then reset)."""
+    (``lambda_<term>``, for the weighted terms), the algorithm's step statistics averaged over the steps and the
+    processes (``pass_rate``, ``threshold``; a per-class one as a list), and the speed since the last evaluation
+    (then reset)."""
     steps, seconds = trainer.window_steps, trainer.window_time
     means = (mean_over_ranks(trainer.loss_sums.clone(), trainer.rt.world_size) / steps).tolist()
+    stats = {name: (mean_over_ranks(total.clone(), trainer.rt.world_size) / steps).tolist()
+             for name, total in sorted(trainer.stat_sums.items())}
     trainer.reset_window()
     losses = {f"loss_{name}": mean for name, mean in zip(trainer.algorithm.terms, means)}
-    return {"step": trainer.step, **losses, **{f"lambda_{name}": w for name, w in weights.items()},
+    return {"step": trainer.step, **losses, **{f"lambda_{name}": w for name, w in weights.items()}, **stats,
             "img_per_sec": trainer.images_per_step * steps / max(seconds, 1e-9), "sec_per_step": seconds / steps}
 
 

@@ -14,6 +14,14 @@ from tensorboardX.proto.event_pb2 import Event, SessionLog
 from tensorboardX.summary import scalar
 
 
+def _flat(record: dict):
+    for tag, value in record.items():
+        if isinstance(value, (list, tuple)):
+            yield from ((f"{tag}/{i}", v) for i, v in enumerate(value))
+        else:
+            yield tag, value
+
+
 class EventLog:
     """One ``events.out.tfevents.*`` file; ``purge_step`` hides events at or after it from an earlier attempt."""
 
@@ -24,9 +32,10 @@ class EventLog:
         self.flush()
 
     def add_scalars(self, record: dict, step: int) -> None:
-        """One event per finite value (a NaN, e.g. valid_acc without a validation set, has nothing to plot)."""
+        """One event per finite value (a NaN, e.g. valid_acc without a validation set, has nothing to plot); a
+        list (a per-class statistic) as one tag per class, ``tag/<class>``."""
         wall_time = time.time()
-        for tag, value in record.items():
+        for tag, value in _flat(record):
             if math.isfinite(value):
                 self.writer.write_event(Event(wall_time=wall_time, step=step, summary=scalar(tag, value)))
 

@@ -21,7 +21,10 @@ NAMES = algorithms.NAMES
 
 
 def _config(data_dir, name, **overrides):
-    ramp = {"rampup_steps": 1} if "rampup_steps" in algorithms.SPECS[name].options else {}
+    options = algorithms.SPECS[name].options
+    ramp = {"rampup_steps": 1} if "rampup_steps" in options else {}
+    if "dash_warmup" in options:  # Dash past its warm-up after one step, ρ decaying at every step
+        ramp.update(dash_warmup=1, dash_every=1)
     return tiny_config(data_dir, algorithm=name, **{**ramp, **overrides})
 
 

@@ -9,7 +9,13 @@ The Trainer draws the augmented views, then asks the algorithm for
 - ``loss(net, micro, autocast)``: the named loss terms of one micro-batch, each divided by the *whole* batch's row
   count so that the micro-batch gradients add up to the whole batch's;
 - ``weights(images)``: each term's weight after ``images`` labeled images (ramped or constant; 1 if absent);
-- ``state_dict()`` / ``load_state_dict()``: whatever a resumed run needs besides the model and optimizer.
+- ``state_dict()`` / ``load_state_dict()``: whatever a resumed run needs besides the model and optimizer;
+- ``step_stats()``: after each optimizer step, the statistics named by ``stats`` (the share of unlabeled rows that
+  passed the threshold, the thresholds), which the run averages over the steps between evaluations and logs.
+
+Before each step's batch the Trainer calls ``start_step(step, index)`` with the step about to be taken and the
+dataset indices of the step's unlabeled images (FlexMatch marks each image by its index); ``bind_unlabeled(count)``
+tells the algorithm, once, how many images the unlabeled set holds.
 
 What the Trainer draws is declared by class attributes: ``unlabeled_views`` weakly augmented (flip and crop) views
 of ``uratio`` unlabeled images per labeled one, then ``strong_views`` views that ``strong`` augments further
@@ -68,6 +74,7 @@ class Algorithm:
     labeled_strong = False  # the labeled view is the strong augmentation of the weak one (ReMixMatch)
     strong = None  # with strong views: uint8 images [N, C, H, W] → their strong augmentation (RandAugment, CTAugment)
     terms = ("x",)  # the loss terms' names, in the order they are logged
+    stats = ()  # the step statistics' names (``step_stats``), logged at every evaluation
 
     def __init__(self, cfg, num_classes: int):
         self.cfg, self.num_classes = cfg, num_classes
@@ -79,6 +86,16 @@ class Algorithm:
         return {}
 
     def state_dict(self) -> dict:
+        return {}
+
+    def bind_unlabeled(self, count: int) -> None:
+        """The number of images in the unlabeled set (its dataset indices are 0..count-1); unused by default."""
+
+    def start_step(self, step: int, index) -> None:
+        """The step about to be taken and its unlabeled images' dataset indices (None: no unlabeled images)."""
+
+    def step_stats(self) -> Dict[str, torch.Tensor]:
+        """The last step's statistics, each a scalar or a per-class tensor; none by default."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:

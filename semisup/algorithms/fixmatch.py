@@ -79,6 +79,12 @@ def pseudo_label_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor, th
                       full: int) -> torch.Tensor:
     """Σ m·CE(ŷ, logits_strong) / full: masked rows count in the denominator (the official mean over μB)."""
     labels, mask = confident_pseudo_labels(logits_weak, threshold)
+    return masked_cross_entropy(logits_strong, labels, mask, full)
+
+
+def masked_cross_entropy(logits_strong: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
+                         full: int) -> torch.Tensor:
+    """Σ m·CE(ŷ, logits_strong) / full."""
     return (F.cross_entropy(logits_strong, labels, reduction="none") * mask).sum() / full
 
 
@@ -89,11 +95,13 @@ class FixMatch(Algorithm):
     strong_views = 1
     unlabeled_has_labeled = True
     terms = ("x", "u")
+    stats = ("pass_rate", "threshold")
 
     def __init__(self, cfg, num_classes: int):
         super().__init__(cfg, num_classes)
         self.uratio = cfg.uratio
         self.augment = StrongAugment.for_run(cfg, cfg.strong_aug)
+        self.passed = torch.zeros(())  # unlabeled rows of this step at or above τ, over its micro-batches
 
     def strong(self, images: torch.Tensor) -> torch.Tensor:
         return self.augment(images)
@@ -104,12 +112,23 @@ class FixMatch(Algorithm):
     def batch(self, x_lb: torch.Tensor, y_lb: torch.Tensor, x_ulb: Sequence[torch.Tensor],
               models: Models) -> UnlabeledRows:
         weak, strong = x_ulb
+        self.passed = torch.zeros(())
         return UnlabeledRows(x_lb, y_lb, weak, strong, len(x_lb), len(weak))
+
+    def count_passed(self, mask: torch.Tensor, full: int) -> None:
+        """Add a micro-batch's mask to the step's share of unlabeled rows that passed."""
+        self.passed = self.passed.to(mask.device) + mask.sum() / full
 
     def loss(self, net: nn.Module, micro: UnlabeledRows, autocast) -> Dict[str, torch.Tensor]:
         logits_x, logits_w, logits_s = joint_logits(net, micro, autocast)
+        labels, mask = confident_pseudo_labels(logits_w, self.cfg.confidence)
+        self.count_passed(mask, micro.full_u)
         return {"x": supervised_loss(logits_x, micro.y, micro.full_x),
-                "u": pseudo_label_loss(logits_w, logits_s, self.cfg.confidence, micro.full_u)}
+                "u": masked_cross_entropy(logits_s, labels, mask, micro.full_u)}
+
+    def step_stats(self) -> Dict[str, torch.Tensor]:
+        """The share of the step's unlabeled rows whose confidence reached τ, and τ."""
+        return {"pass_rate": self.passed, "threshold": torch.tensor(float(self.cfg.confidence))}
 
     def weights(self, images: float) -> Dict[str, float]:
         return {"u": self.cfg.lambda_u}

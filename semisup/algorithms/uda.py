@@ -76,6 +76,7 @@ class UDA(FixMatch):
     def loss(self, net: nn.Module, micro: UnlabeledRows, autocast) -> Dict[str, torch.Tensor]:
         logits_x, logits_w, logits_s = joint_logits(net, micro, autocast)
         cfg = self.cfg
+        self.count_passed(confident_pseudo_labels(logits_w, cfg.confidence)[1], micro.full_u)
         return {"x": annealed_loss(logits_x, micro.y, self.tsa, micro.full_x),
                 "u": kl_consistency(logits_w, logits_s, cfg.T, cfg.confidence, micro.full_u)}
 

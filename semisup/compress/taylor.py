@@ -41,6 +41,7 @@ def training_loss_fn(cfg: Config, data: SSLData, device: torch.device, batch_siz
         x_lb = labeled_view(algorithm, x_lb, to_uint8(x_lb), torch.contiguous_format)
         n_views = algorithm.unlabeled_views + algorithm.strong_views
         x_ulb = views(pool, unlabeled, algorithm.unlabeled_views, algorithm.strong_views)[0] if n_views else []
+        algorithm.start_step(cfg.steps, None)
         with frozen_bn_stats(model):
             batch = algorithm.batch(x_lb, y_lb, x_ulb, Models(model, model))
             terms = algorithm.loss(model, batch, nullcontext)
