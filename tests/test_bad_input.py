@@ -111,8 +111,22 @@ def _run_folder(w, name, args, last=None):
 def _workspace(root, data, marker):
     with open(os.path.join(root, "a-file"), "w") as f:
         f.write("x")
-    return SimpleNamespace(root=root, marker=marker, base=TINY + ["--data-dir", data, "--steps", "2"],
-                           bad=_damaged_data(root, marker), files=_files(root, marker), folders=_bad_folders(root))
+    flex = TINY + ["--data-dir", data, "--steps", "2", "--eval-every", "1", "--algorithm", "flexmatch", "--uratio",
+                   "1"]
+    files = {**_files(root, marker), "flexmatch_other_set": _curriculum_of_another_set(root, flex)}
+    return SimpleNamespace(root=root, marker=marker, base=TINY + ["--data-dir", data, "--steps", "2"], flex=flex,
+                           bad=_damaged_data(root, marker), files=files, folders=_bad_folders(root))
+
+
+def _curriculum_of_another_set(root, flex):
+    """A FlexMatch checkpoint of this configuration whose marks cover 10 images, not this unlabeled set."""
+    out = os.path.join(root, "flex-source")
+    assert runner.main(flex + ["--steps", "1", "--out", out]) == 0
+    state = checkpoint.load_checkpoint(os.path.join(out, "last.pt"))
+    state["algorithm"]["marks"] = state["algorithm"]["marks"][:10]
+    os.makedirs(os.path.join(root, "flex-other"))
+    checkpoint.save_checkpoint(state, os.path.join(root, "flex-other"), 1)
+    return os.path.join(root, "flex-other", "last.pt")
 
 
 def _folder(w, name, n_labeled="6"):
@@ -172,7 +186,26 @@ IN_PROCESS_CASES = [
      "argument --strong-aug: invalid choice"),
     ("tsa schedule", lambda w: w.base + ["--algorithm", "uda", "--tsa", "cosine"], "argument --tsa: invalid choice"),
     ("fixmatch flag to mixmatch", lambda w: w.base + ["--uratio", "3"],
-     "--uratio is an option of fixmatch, uda, not of mixmatch"),
+     "--uratio is an option of adamatch, dash, fixmatch, flexmatch, freematch, softmatch, uda, not of mixmatch"),
+    ("fairness flag to flexmatch", lambda w: w.base + ["--algorithm", "flexmatch", "--lambda-fair", "0.1"],
+     "--lambda-fair is an option of freematch, not of flexmatch"),
+    ("flexmatch threshold zero", lambda w: w.base + ["--algorithm", "flexmatch", "--confidence", "0"],
+     "--confidence must be in (0, 1] (got 0.0)"),
+    ("momentum one", lambda w: w.base + ["--algorithm", "freematch", "--ema-p", "1"],
+     "--ema-p must be in [0, 1) (got 1.0)"),
+    ("negative fairness weight", lambda w: w.base + ["--algorithm", "freematch", "--lambda-fair", "-0.1"],
+     "--lambda-fair must be non-negative (got -0.1)"),
+    ("n-sigma zero", lambda w: w.base + ["--algorithm", "softmatch", "--n-sigma", "0"],
+     "--n-sigma must be positive (got 0.0)"),
+    ("dash temperature zero", lambda w: w.base + ["--algorithm", "dash", "--T", "0", "--dash-warmup", "1"],
+     "--T must be positive (got 0.0)"),
+    ("dash gamma one", lambda w: w.base + ["--algorithm", "dash", "--dash-gamma", "1", "--dash-warmup", "1"],
+     "--dash-gamma must be above 1 (ρ decays) (got 1.0)"),
+    ("dash warm-up longer than the run", lambda w: w.base + ["--algorithm", "dash", "--dash-warmup", "5"],
+     "--dash-warmup 5 is the whole run (--steps 2)"),
+    ("curriculum of another unlabeled set",
+     lambda w: w.flex + ["--out", _run_folder(w, "run-flex", w.flex, w.files["flexmatch_other_set"])],
+     "does not fit this run (flexmatch's curriculum marks 10 unlabeled images, this run's unlabeled set holds"),
     ("every label without unlabeled images", lambda w: w.base + ["--n-labeled", "0"],
      "mixmatch trains on unlabeled images, and this split leaves none"),
     ("negative labels", lambda w: w.base + ["--n-labeled", "-10"],

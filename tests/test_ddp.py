@@ -172,3 +172,44 @@ def _tensors(state):
         return [state]
     items = sorted(state.items()) if isinstance(state, dict) else enumerate(state) if isinstance(state, list) else []
     return [t for _, v in items for t in _tensors(v)]
+
+
+@pytest.mark.parametrize("algorithm, flags", [
+    ("flexmatch", ("--accum-steps", "1", "--confidence", "0.15")),  # low τ: images get marked by a tiny network
+    ("freematch", ("--accum-steps", "2", "--lambda-fair", "0.5"))])
+def test_ddp_curriculum_is_one_for_all_ranks_and_matches_one_process(fake_cifar, tmp_path, algorithm, flags):
+    """FlexMatch (the official path: the selection from the joint pass, one micro-batch) and FreeMatch (two
+    micro-batches: the selection from the whole step's extra pass, the fairness term linearised) under torchrun:
+    every rank ends with the same curriculum (FlexMatch's marks gathered by dataset index; FreeMatch's EMAs from
+    every rank's rows) and the same weights, equal to one process given the ranks' rows as one global batch."""
+    from semisup.algorithms.adaptive import AdaptiveRows
+
+    argv = TINY + ["--data-dir", fake_cifar, "--model", "wrn-10-tiny-nobn", "--steps", "3", "--eval-every", "3",
+                   "--algorithm", algorithm, "--uratio", "2", *flags]
+    torchrun(WORKER, str(tmp_path / "run"), *argv, out=str(tmp_path / "run"))
+    ranks = [torch.load(f"{tmp_path / 'run'}-rank{r}.pt", weights_only=True) for r in range(2)]
+    for name, tensor in ranks[0]["final"].items():
+        assert torch.equal(tensor, ranks[1]["final"][name]), name
+    states = [{k: v for k, v in r["algorithm"].items() if torch.is_tensor(v)} for r in ranks]
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
+    if algorithm == "flexmatch":
+        assert (states[0]["marks"] >= 0).sum() > 0  # the curriculum has marks to agree on
+    options = dict(zip(flags[::2], flags[1::2]))
+    options.pop("--accum-steps")
+    cfg = tiny_config(fake_cifar, algorithm=algorithm, steps=3, uratio=2,
+                      **{k[2:].replace("-", "_"): float(v) for k, v in options.items()})
+    model = strip_bn(create_model("wrn-10-tiny"))
+    model.load_state_dict(ranks[0]["initial"])
+    trainer = single_process_trainer(cfg, model)
+    for step in range(3):
+        fields = [r["batches"][step]["fields"] for r in ranks]
+        cat = {k: torch.cat([f[k] for f in fields]) for k in ("x", "y", "weak", "strong", "index")}
+        trainer.algorithm.start_step(step, cat["index"])
+        trainer.apply_batch(AdaptiveRows(**cat, full_x=sum(f["full_x"] for f in fields),
+                                         full_u=sum(f["full_u"] for f in fields)))
+    for name, tensor in trainer.model.state_dict().items():  # three SGD steps of summation-order rounding
+        torch.testing.assert_close(tensor, ranks[0]["final"][name], rtol=0, atol=5e-5)
+    one = trainer.algorithm.state_dict()
+    for key, value in states[0].items():
+        torch.testing.assert_close(one[key].float(), value.float(), rtol=0, atol=1e-6)
