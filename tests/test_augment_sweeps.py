@@ -4,7 +4,7 @@
 inputs reach (one unit in the last place of a double, a weight that rounds to the other integer) can pass it. Here
 every case an op can meet is enumerated where the range is small enough, with the cases batched into a few images:
 every (lo, hi) range of autocontrast, every pair of levels of a blend at a grid of factors, every RGB colour of the
-gray conversion, every threshold and bit count, every integer rotation.
+gray conversion, every threshold and bit count, every integer rotation, and the resize of every small size pair.
 What cannot be enumerated (a 3x3 filter's 256^9 neighbourhoods) gets large random images instead.
 """
 import numpy as np
@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from semisup.strong import ops
+from semisup.strong.resample import resize
 
 LEVELS = np.arange(256, dtype=np.uint8)
 # Every factor the policies use: RandAugment's enhance factors, CTAugment's 0.1 + 1.9 v and its blend weights v.
@@ -116,3 +117,27 @@ def test_smooth_and_blur_match_pil_on_large_random_images():
         x = _noise(256, 256, seed)
         for op, kernel in [(ops.smooth, ImageFilter.SMOOTH), (ops.blur, ImageFilter.BLUR)]:
             assert np.array_equal(_hwc(op(_chw(x))), np.asarray(Image.fromarray(x).filter(kernel))), op.__name__
+
+
+FILTERS = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "box": Image.BOX,
+           "hamming": Image.HAMMING, "nearest": Image.NEAREST}
+
+
+@pytest.mark.parametrize("method", sorted(FILTERS))
+def test_resize_matches_pil_for_every_small_size_pair(method):
+    """Every width 1..32 to every width 1..32: CTAugment's rescale only enlarges, ``resize`` may shrink too."""
+    rng = np.random.default_rng(0)
+    for n_in in range(1, 33):
+        x = rng.integers(0, 256, (16, n_in, 3), dtype=np.uint8)
+        for n_out in range(1, 33):
+            ref = np.asarray(Image.fromarray(x).resize((n_out, 16), FILTERS[method]))
+            assert np.array_equal(_hwc(resize(_chw(x), (16, n_out), method)), ref), (n_in, n_out)
+
+
+@pytest.mark.parametrize("n_in, n_out, seed", [(27, 9, 57), (24, 8, 62), (21, 7, 57), (18, 6, 62)])
+def test_hamming_shrinks_with_pils_float_constants(n_in, n_out, seed):
+    """With 0.54 and 0.46 as doubles, 141 of the 1,128 shrinks between widths 1..48 get a weight one 22-bit unit
+    off; a random row rarely shows it, so these seeds draw rows that do (found against the double constants)."""
+    x = np.random.default_rng(seed).integers(0, 256, (3, 64, n_in), dtype=np.uint8).transpose(1, 2, 0)
+    ref = np.asarray(Image.fromarray(x).resize((n_out, 64), Image.HAMMING))
+    assert np.array_equal(_hwc(resize(_chw(x), (64, n_out), "hamming")), ref)
