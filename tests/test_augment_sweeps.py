@@ -136,7 +136,7 @@ def test_resize_matches_pil_for_every_small_size_pair(method):
 
 @pytest.mark.parametrize("n_in, n_out, seed", [(27, 9, 57), (24, 8, 62), (21, 7, 57), (18, 6, 62)])
 def test_hamming_shrinks_with_pils_float_constants(n_in, n_out, seed):
-    """With 0.54 and 0.46 as doubles, 141 of the 1,128 shrinks between widths 1..48 get a weight one 22-bit unit
+    """With 0.54 and 0.46 as doubles, 241 of the 2,304 resizes between widths 1..48 get a weight one 22-bit unit
     off; a random row rarely shows it, so these seeds draw rows that do (found against the double constants)."""
     x = np.random.default_rng(seed).integers(0, 256, (3, 64, n_in), dtype=np.uint8).transpose(1, 2, 0)
     ref = np.asarray(Image.fromarray(x).resize((n_out, 64), Image.HAMMING))
