@@ -112,3 +112,21 @@ def all_options() -> Dict[str, Option]:
 def owners(option: str) -> Dict[str, object]:
     """The algorithms that take ``option``, each with its default."""
     return {name: spec.options[option][0] for name, spec in SPECS.items() if option in spec.options}
+
+
+def _shown(value) -> str:
+    """A default as --help writes it: booleans as on/off."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def recipe_default(key: str, default) -> str:
+    """--help's default of a shared setting (``config.RECIPE``): ``default``, then each other value with the
+    algorithms whose DEFAULTS declare it, e.g. "adam; sgd for fixmatch, remixmatch, uda". Made from the
+    declarations, so an algorithm file that brings its own recipe is named without editing the help."""
+    values: Dict[object, list] = {}
+    for name, spec in SPECS.items():
+        if key in spec.defaults and spec.defaults[key] != default:
+            values.setdefault(spec.defaults[key], []).append(name)
+    return "; ".join([_shown(default)] + [f"{_shown(v)} for {', '.join(names)}" for v, names in values.items()])

@@ -42,6 +42,11 @@ LEGACY_DEFAULTS = {"dataset": "cifar10", "image_size": 0, "optimizer": "adam", "
                    "wd_mode": "decoupled", "init_prune": "none", "init_ratio": 0.5, "prune_ratio_file": ""}
 
 
+def _recipe(key: str) -> str:
+    """The default of a ``RECIPE`` setting for --help, with every algorithm that declares another."""
+    return algorithms.recipe_default(key, RECIPE[key])
+
+
 def _opt(default, help, choices=None, flag=None, cli_default=...):
     """A field with its flag's help; ``cli_default`` (e.g. None: "the dataset's") replaces the default on the
     command line, where validate() resolves it."""
@@ -82,23 +87,22 @@ class CommonConfig:
     batch_size: int = _opt(64, "labeled images per optimizer step over all processes (the unlabeled batch is the "
                                "same size, K views each); under torchrun each of N processes takes batch-size/N")
     optimizer: str = _opt(None, "adam (the official MixMatch's) or sgd (with --momentum, --nesterov); default: the "
-                                "algorithm's, adam but for fixmatch and uda's sgd", OPTIMIZERS)
-    lr: float = _opt(None, "learning rate (at its peak under --lr-schedule); default: the algorithm's, 0.002 but "
-                           "for fixmatch and uda's 0.03")
+                                f"algorithm's: {_recipe('optimizer')}", OPTIMIZERS)
+    lr: float = _opt(None, "learning rate (at its peak under --lr-schedule); default: the algorithm's: "
+                           f"{_recipe('lr')}")
     lr_schedule: str = _opt(None, "constant (MixMatch's), step (x --lr-gamma at each of --lr-milestones), cosine "
                                   "(annealed to 0 at --steps) or cosine-7/16 (lr*cos(7*pi*step/(16*steps)), "
-                                  "FixMatch's); default: the algorithm's", LR_SCHEDULES)
+                                  f"FixMatch's); default: the algorithm's: {_recipe('lr_schedule')}", LR_SCHEDULES)
     lr_milestones: str = _opt("0.5,0.75", "step schedule: where the rate drops, as shares of --steps")
     lr_gamma: float = _opt(0.1, "step schedule: the factor at each milestone")
     momentum: float = _opt(0.9, "sgd: momentum")
-    nesterov: bool = _opt(None, "sgd: Nesterov momentum (default: the algorithm's, on for fixmatch and uda)")
-    wd: float = _opt(None, "weight decay (default: the algorithm's, 0.02 for MixMatch and the 2019 baselines, "
-                           "fs-mixup's 0.002, fixmatch and uda's 5e-4); decoupled: conv/linear weights *= 1 - wd*lr "
-                           "after each step, as the official MixMatch code")
+    nesterov: bool = _opt(None, f"sgd: Nesterov momentum (default: the algorithm's: {_recipe('nesterov')})")
+    wd: float = _opt(None, f"weight decay (default: the algorithm's: {_recipe('wd')}); decoupled: conv/linear weights "
+                           "*= 1 - wd*lr after each step, as the official MixMatch code")
     wd_mode: str = _opt(None, "decoupled (official MixMatch: conv/linear weights only, after the step), l2 (the "
                               "optimizer's weight_decay on every parameter, as network slimming's SGD) or l2-kernels "
                               "(the optimizer's weight_decay on conv/linear weights only: FixMatch's L2 in the loss); "
-                              "default: the algorithm's", WD_MODES)
+                              f"default: the algorithm's: {_recipe('wd_mode')}", WD_MODES)
     ema_decay: float = _opt(0.999, "decay of the parameter EMA")
     warm_averages: bool = _opt(True, "start the EMA (decay min(d, (1+t)/(10+t))) and the batch-norm statistics "
                                      "(momentum max(m, 9/(10+t))) with TF's num_updates rule, so "

@@ -103,3 +103,18 @@ def test_module_entry_point_refuses_a_missing_checkpoint(tmp_path):
                            "--method", "slim", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "no such checkpoint file" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("word", ["sensitivity", "study", "lottery"])
+def test_help_names_every_subcommand_and_each_runs(word, capsys):
+    """The epilog is made from SUBCOMMANDS: each registered word is named in --help and dispatches to its own
+    parser (the three known ones are listed here too, so dropping one from the table fails)."""
+    from semisup.commands.compress import SUBCOMMANDS, build_parser
+
+    assert word in SUBCOMMANDS
+    text = " ".join(build_parser().format_help().split())
+    for name, cmd in SUBCOMMANDS.items():
+        assert f"python -m semisup.compress {name} {cmd.usage}:" in text
+    with pytest.raises(SystemExit) as stop:
+        compress([word, "--help"])
+    assert stop.value.code == 0 and f"python -m semisup.compress {word}" in capsys.readouterr().out

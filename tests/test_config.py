@@ -145,6 +145,25 @@ def test_help_lists_each_option_with_its_algorithms_and_defaults():
     assert "options of the algorithms" in parser.format_help()
 
 
+def test_recipe_help_names_every_algorithm_with_its_own_recipe():
+    """The optimizer, lr, schedule, Nesterov and weight-decay help is made from the algorithms' DEFAULTS: every
+    algorithm that declares another value is named with it, and one that declares none is not named."""
+    import re
+
+    from semisup import algorithm_specs
+    from semisup.config import RECIPE
+
+    helps = {f.name: " ".join(f.metadata["help"].split()) for f in fields(Config)}
+    assert "adam; sgd for fixmatch, remixmatch, uda" in helps["optimizer"]
+    assert "0.002; 0.03 for fixmatch, remixmatch, uda" in helps["lr"]
+    for key, default in RECIPE.items():
+        defaults = helps[key].split("the algorithm's: ")[1]
+        for name, spec in algorithm_specs.SPECS.items():
+            own = key in spec.defaults and spec.defaults[key] != default
+            named = re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", defaults) is not None
+            assert named == own, (key, name, defaults)
+
+
 def test_the_baselines_ramp_over_a_share_of_the_run_mixmatch_in_kimg():
     vat = parse_args(["--algorithm", "vat", "--steps", "1000", "--batch-size", "64"])
     assert vat.rampup_images == 0.4 * 1000 * 64  # warmup_pos 0.4 of the run's images

@@ -4,15 +4,16 @@ pruned.pt is an ordinary semisup checkpoint (``model_name``, ``arch``, ``model``
 ``config``), so ``train.py --init DIR/pruned.pt`` fine-tunes it and evaluation loads it like any other; unstructured
 methods also store their ``masks`` unless ``--remove``.
 
-``python -m semisup.compress sensitivity`` prunes one layer at a time instead, evaluates, and with ``--max-drop``
-writes the ratio file that ``--ratio-file`` reads (``sensitivity.py``); ``python -m semisup.compress lottery`` trains
-lottery tickets with rewinding and their two controls (``lottery.py``), ``study`` runs the compression study
-(``study.py``). The pruning itself is ``semisup.compress.prune``; this module only turns flags into its
-specification and writes the files.
+With a first word, ``python -m semisup.compress WORD`` runs another command instead: one per entry of
+``SUBCOMMANDS`` (sensitivity analysis, the compression study, lottery tickets), each in its own module here. The
+dispatch and the ``--help`` epilog are both made from that table, so a command cannot be missing from the help.
+The pruning itself is ``semisup.compress.prune``; this module only turns flags into its specification and writes
+the files.
 """
 import argparse
 import os
 import sys
+from typing import Callable, Dict, NamedTuple
 
 import torch
 
@@ -25,16 +26,54 @@ from ..records import write_json
 from . import DefaultsHelp, checked
 
 
+class Subcommand(NamedTuple):
+    """A command under ``python -m semisup.compress WORD``: its arguments, what it does, and a loader that imports
+    its module only when it runs (lottery pulls in the training code, which pruning does not need)."""
+    usage: str
+    summary: str
+    load: Callable
+
+
+def _sensitivity():
+    from .sensitivity import main as run
+    return run
+
+
+def _study():
+    from .study import main as run
+    return run
+
+
+def _lottery():
+    from .lottery import main as run
+    return run
+
+
+SUBCOMMANDS: Dict[str, Subcommand] = {
+    "sensitivity": Subcommand("--checkpoint C --out DIR [--max-drop D]",
+                              "prune one layer at a time at increasing ratios, evaluate each without fine-tuning, "
+                              "and write the curves and (with --max-drop) DIR/ratios.json for --ratio-file",
+                              _sensitivity),
+    "study": Subcommand("--checkpoint C [C ...] --out DIR --steps S [-- <train.py flags>]",
+                        "the compression study: every method and ratio of the checkpoints, each pruned network "
+                        "fine-tuned, run here or as a Slurm array", _study),
+    "lottery": Subcommand("--out DIR --rounds R -- <train.py flags>",
+                          "lottery tickets with rewinding and their reinit and random controls", _lottery),
+}
+
+
+def subcommands_epilog() -> str:
+    """The --help lines of the other commands, one per ``SUBCOMMANDS`` entry."""
+    return " ".join(f"python -m semisup.compress {word} {cmd.usage}: {cmd.summary}; its --help lists its flags."
+                    for word, cmd in SUBCOMMANDS.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m semisup.compress", formatter_class=DefaultsHelp,
                 description="Prune the EMA model of a semisup checkpoint and report params, MACs, sparsity, "
                             "CPU latency and test accuracy before and after. Masks (magnitude, taylor) save no "
                             "time; slim and l1-filter remove channels for real.",
-                epilog="python -m semisup.compress sensitivity --checkpoint C --out DIR [--max-drop D]: prune one "
-                       "layer at a time at increasing ratios, evaluate each without fine-tuning, and write the "
-                       "curves and (with --max-drop) DIR/ratios.json for --ratio-file; its --help lists its flags. "
-                       "python -m semisup.compress lottery --out DIR --rounds R -- <train.py flags>: lottery "
-                       "tickets with rewinding and their reinit and random controls; its --help lists its flags.")
+                epilog=subcommands_epilog())
     p.add_argument("--checkpoint", required=True, help="semisup checkpoint (e.g. runs/x/last.pt)")
     p.add_argument("--method", required=True, choices=METHODS,
                    help="magnitude: |w|; taylor: |w * mean gradient| of the training loss (masks); slim: bn2 |gamma|; "
@@ -151,18 +190,10 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    """The pruning command; with a first word, its other commands: ``sensitivity`` (the sensitivity analysis),
-    ``study`` (the compression study), ``lottery`` (lottery tickets)."""
+    """The pruning command; with a first word of ``SUBCOMMANDS``, that command."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["sensitivity"]:
-        from .sensitivity import main as sensitivity_main
-        return sensitivity_main(argv[1:])
-    if argv[:1] == ["study"]:
-        from .study import main as study_main
-        return study_main(argv[1:])
-    if argv[:1] == ["lottery"]:
-        from .lottery import main as lottery_main  # imports the training code, which pruning does not need
-        return lottery_main(argv[1:])
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]].load()(argv[1:])
     args = build_parser().parse_args(argv)
     result = checked(run, args, "python -m semisup.compress")
     if result is None:

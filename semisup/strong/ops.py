@@ -40,8 +40,10 @@ def color(img: torch.Tensor, factor: float) -> torch.Tensor:
 
 
 def contrast(img: torch.Tensor, factor: float) -> torch.Tensor:
-    """``ImageEnhance.Contrast``: a blend with a flat image at the gray mean rounded to an integer, as PIL does."""
-    mean = int(gray(img).double().mean().item() + 0.5)
+    """``ImageEnhance.Contrast``: a blend with a flat image at the gray mean rounded to an integer, as PIL does:
+    ``int(sum / count + 0.5)`` with the integer sum and count divided in Python, not by a torch reduction."""
+    levels = gray(img)
+    mean = int(int(levels.sum()) / levels.numel() + 0.5)
     return blend(torch.full_like(img, mean), img, factor)
 
 
@@ -89,15 +91,17 @@ def _lut(img: torch.Tensor, luts: torch.Tensor) -> torch.Tensor:
 
 
 def autocontrast(img: torch.Tensor) -> torch.Tensor:
-    """``ImageOps.autocontrast`` (cutoff 0): per channel, ``int(i * 255/(hi-lo) - lo * 255/(hi-lo))`` clipped, in
-    double precision as PIL's Python does; a flat channel is left alone."""
+    """``ImageOps.autocontrast`` (cutoff 0): per channel, ``int(i * scale + offset)`` clipped, with ``scale =
+    255.0 / (hi - lo)`` and ``offset = -lo * scale`` computed in Python floats as PIL computes them; a flat channel is
+    left alone. Not ``255.0 / tensor``: torch divides a number by a tensor as ``255 * reciprocal(t)``, one unit in
+    the last place low for 11 % of the (lo, hi) pairs, which truncates the entry for ``hi`` to 254."""
     flat = img.reshape(img.shape[0], -1)
-    lo, hi = flat.amin(1).double(), flat.amax(1).double()
-    scale = 255.0 / (hi - lo).clamp(min=1)
+    lows, highs = flat.amin(1).tolist(), flat.amax(1).tolist()
+    scales = [255.0 / (hi - lo) if hi > lo else 1.0 for lo, hi in zip(lows, highs)]
+    offsets = [-lo * scale if hi > lo else 0.0 for lo, hi, scale in zip(lows, highs, scales)]
     ramp = torch.arange(256, dtype=torch.float64)
-    lut = (ramp[None] * scale[:, None] + (-lo * scale)[:, None]).trunc().clamp(0, 255)
-    lut = torch.where((hi > lo)[:, None], lut, ramp[None])
-    return _lut(img, lut)
+    scale, offset = torch.tensor(scales, dtype=torch.float64), torch.tensor(offsets, dtype=torch.float64)
+    return _lut(img, (ramp[None] * scale[:, None] + offset[:, None]).trunc().clamp(0, 255))
 
 
 def equalize(img: torch.Tensor) -> torch.Tensor:

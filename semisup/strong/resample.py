@@ -7,6 +7,7 @@ one, each rounded and clipped to uint8. NEAREST is PIL's scaling affine map.
 """
 import functools
 import math
+import struct
 
 import torch
 
@@ -24,6 +25,10 @@ def _bilinear(x: float) -> float:
     return 1.0 - x if x < 1.0 else 0.0
 
 
+# Pillow's hamming filter writes its constants as C floats (0.54f, 0.46f): their double values, not 0.54 and 0.46.
+HAMMING_A, HAMMING_B = struct.unpack("2f", struct.pack("2f", 0.54, 0.46))
+
+
 def _hamming(x: float) -> float:
     x = abs(x)
     if x == 0.0:
@@ -31,7 +36,7 @@ def _hamming(x: float) -> float:
     if x >= 1.0:
         return 0.0
     x *= math.pi
-    return math.sin(x) / x * (0.54 + 0.46 * math.cos(x))
+    return math.sin(x) / x * (HAMMING_A + HAMMING_B * math.cos(x))
 
 
 def _bicubic(x: float) -> float:
@@ -61,7 +66,9 @@ FILTERS = {"lanczos": (_lanczos, 3.0), "bicubic": (_bicubic, 2.0), "bilinear": (
 @functools.lru_cache(maxsize=256)
 def _weights(in_size: int, out_size: int, name: str) -> torch.Tensor:
     """PIL's precompute_coeffs + normalize_coeffs_8bpc as an (out, in) int64 matrix of 22-bit weights; cached,
-    since a crop of a 32-pixel image has few sizes (callers must not write into it)."""
+    since a crop of a 32-pixel image has few sizes (callers must not write into it). The double arithmetic is
+    PIL's step for step: the filter argument times ``1.0 / filterscale`` (not divided by it) and a plain running
+    sum (Python's ``sum`` of floats compensates from 3.12), else a weight can round to the other integer."""
     fn, support = FILTERS[name]
     scale = in_size / out_size
     fscale = max(scale, 1.0)
@@ -69,9 +76,12 @@ def _weights(in_size: int, out_size: int, name: str) -> torch.Tensor:
     out = torch.zeros(out_size, in_size, dtype=torch.int64)
     for i in range(out_size):
         center = (i + 0.5) * scale
+        ss = 1.0 / fscale
         lo, hi = max(int(center - support + 0.5), 0), min(int(center + support + 0.5), in_size)
-        w = [fn((x + lo - center + 0.5) / fscale) for x in range(hi - lo)]
-        total = sum(w)
+        w = [fn((x + lo - center + 0.5) * ss) for x in range(hi - lo)]
+        total = 0.0
+        for v in w:
+            total += v
         for x, v in enumerate(w):
             v = v / total if total != 0.0 else v
             out[i, lo + x] = int(v * (1 << PRECISION_BITS) + (0.5 if v >= 0 else -0.5))
