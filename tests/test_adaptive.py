@@ -9,9 +9,21 @@ from semisup.algorithms.adaptive import StepLogits
 from semisup.algorithms.dash import Dash
 from semisup.algorithms.flexmatch import FlexMatch
 from semisup.algorithms.freematch import FreeMatch, fairness_linearised
-from semisup.algorithms.thresholds import (align, convex, dash_rho, decays_at, fairness, flexmatch_thresholds,
-                                           freematch_update, learning_effect, maxnorm_thresholds, mean_and_variance,
-                                           relative_threshold, self_loss, truncated_gaussian, uniform, write_marks)
+from semisup.algorithms.thresholds import (
+    align,
+    convex,
+    dash_rho,
+    decays_at,
+    fairness,
+    flexmatch_thresholds,
+    learning_effect,
+    maxnorm_thresholds,
+    mean_and_variance,
+    relative_threshold,
+    self_loss,
+    truncated_gaussian,
+    write_marks,
+)
 
 from accum_support import tiny_config
 

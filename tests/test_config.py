@@ -139,8 +139,11 @@ def test_help_lists_each_option_with_its_algorithms_and_defaults():
     parser = build_parser()
     helps = {flag: action.help for flag, action in parser._option_string_actions.items()}
     assert helps["--threshold"] == "confidence above which a pseudo-label counts (strict >) [pseudo-label 0.95]"
-    assert helps["--lambda-u"].endswith("[mixmatch 75, fixmatch 1, ict 50, mean-teacher 50, pi-model 10, "
-                                        "pseudo-label 1, uda 1, vat 0.3]")
+    assert helps["--lambda-u"].endswith("[mixmatch 75, adamatch 1, dash 1, fixmatch 1, flexmatch 1, freematch 1, "
+                                        "ict 50, mean-teacher 50, pi-model 10, pseudo-label 1, softmatch 1, uda 1, "
+                                        "vat 0.3]")
+    assert helps["--lambda-fair"].endswith("[freematch 0.01]")
+    assert helps["--softmatch-variant"].endswith("[softmatch torchssl]")
     assert helps["--w-rot"] == "weight of the rotation loss (constant) [remixmatch 0.5]"
     assert "options of the algorithms" in parser.format_help()
 
@@ -154,8 +157,9 @@ def test_recipe_help_names_every_algorithm_with_its_own_recipe():
     from semisup.config import RECIPE
 
     helps = {f.name: " ".join(f.metadata["help"].split()) for f in fields(Config)}
-    assert "adam; sgd for fixmatch, remixmatch, uda" in helps["optimizer"]
-    assert "0.002; 0.03 for fixmatch, remixmatch, uda" in helps["lr"]
+    sgd = "adamatch, dash, fixmatch, flexmatch, freematch, remixmatch, softmatch, uda"
+    assert f"adam; sgd for {sgd}" in helps["optimizer"]
+    assert f"0.002; 0.03 for {sgd}" in helps["lr"]
     for key, default in RECIPE.items():
         defaults = helps[key].split("the algorithm's: ")[1]
         for name, spec in algorithm_specs.SPECS.items():

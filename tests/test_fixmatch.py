@@ -172,7 +172,8 @@ def test_ctaugment_weights_travel_in_the_checkpoint_and_resume_exactly(fake_cifa
     (["--algorithm", "uda", "--confidence", "1.01"], "--confidence must be in (0, 1] (got 1.01)"),
     (["--algorithm", "uda", "--T", "0"], "--T must be positive (got 0.0)"),
     (["--algorithm", "uda", "--tsa", "cosine"], "argument --tsa: invalid choice"),
-    (["--algorithm", "mixmatch", "--uratio", "7"], "--uratio is an option of fixmatch, uda, not of mixmatch"),
+    (["--algorithm", "mixmatch", "--uratio", "7"],
+     "--uratio is an option of adamatch, dash, fixmatch, flexmatch, freematch, softmatch, uda, not of mixmatch"),
     (["--algorithm", "fixmatch", "--tsa", "linear"], "--tsa is an option of uda, not of fixmatch"),
     (["--algorithm", "fixmatch", "--K", "2"], "--K is an option of mixmatch, remixmatch, not of fixmatch"),
 ])

@@ -105,7 +105,8 @@ def test_plan_order_and_folders(tmp_path):
     assert [(r.seed, r.row) for r in runs] == [(1, "k1"), (1, "mixmatch"), (2, "k1"), (2, "mixmatch")]
     assert runs[0].out == os.path.join("S", "table4", "k1@250", "seed1")
     assert set(TABLES) == {"table4", "labels", "supervised", "table5", "table6", "table7", "quick", "compare-quick",
-                           "large", "stl10", "svhn", "svhn-extra", "slimming", "fixmatch", "compare-2020"}
+                           "large", "stl10", "svhn", "svhn-extra", "slimming", "fixmatch", "compare-2020",
+                           "compare-adaptive", "flexmatch"}
 
 
 # ----- end to end -------------------------------------------------------------------------------------------

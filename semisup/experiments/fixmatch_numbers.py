@@ -87,6 +87,10 @@ TABLE2: Dict[Tuple[str, str], Dict[int, Cell]] = {
 }
 
 
+CELLS = TABLE2
+EXTRA_LABELS: Dict[Tuple[str, str], Tuple[int, ...]] = {}
+
+
 def row_name(dataset: str, method: str) -> str:
     return f"{dataset}-{method}"
 
@@ -103,3 +107,6 @@ def table2_cell(row: str, labels: int) -> Optional[Cell]:
     """The paper's cell for this row and label count, or None where it gives none."""
     found = split_row(row)
     return TABLE2.get(found, {}).get(labels) if found else None
+
+
+table_cell = table2_cell

@@ -8,6 +8,7 @@ SVHN and SVHN+extra: appendix Tables 5, 6 and 7 (Figures 2 and 3).
 """
 from typing import Dict, Optional, Tuple
 
+from . import adaptive_numbers as am
 from . import fixmatch_numbers as fm
 
 PAPER_STEPS = 1 << 20  # optimizer steps per run (64 images per step, 2^26 images in all)
@@ -153,8 +154,14 @@ def _slimming_error(row: str) -> Optional[Tuple[float, Optional[float]]]:
 
 def paper_confirmed(table: str, row: str, labels: int) -> bool:
     """False for a paper value that only one secondary source gives (the FixMatch table's unverified cells)."""
-    cell = fm.table2_cell(row, labels) if table == fm.TABLE else None
+    cell = _cell(table, row, labels)
     return cell[2] if cell else True
+
+
+def _cell(table: str, row: str, labels: int):
+    """A cell of the tables that mark unconfirmed numbers (FixMatch's Table 2, FlexMatch's Table 1)."""
+    nums = {fm.TABLE: fm, am.TABLE: am}.get(table)
+    return nums.table_cell(row, labels) if nums else None
 
 
 def paper_steps(table: str, row: str) -> int:
@@ -173,8 +180,8 @@ def paper_error(table: str, row: str, labels: int) -> Optional[Tuple[float, Opti
         return LARGE[row][1]
     if table == "slimming":
         return _slimming_error(row)
-    if table == fm.TABLE:
-        cell = fm.table2_cell(row, labels)
+    if table in (fm.TABLE, am.TABLE):
+        cell = _cell(table, row, labels)
         return cell[:2] if cell else None
     if table in COMPARISON:
         if row == "fully-supervised" and labels == FULLY_SUPERVISED.get(table, (None,))[0]:

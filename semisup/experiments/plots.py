@@ -84,15 +84,21 @@ def plot_comparison(records: Sequence[dict], table: str, path: str) -> None:
     plt.close(fig)
 
 
-def plot_fixmatch(records: Sequence[dict], path: str) -> None:
-    """The FixMatch paper's Table 2 as pictures: error against labels per method, one panel per dataset, measured
-    here (solid, ± std over seeds) beside the paper (dashed; open markers where no second source confirms it)."""
+PAPER_TITLES = {fm.TABLE: "FixMatch paper, Table 2", "flexmatch": "FlexMatch paper, Table 1 (FreeMatch, SoftMatch)"}
+
+
+def plot_paper_table(records: Sequence[dict], path: str, nums=fm, title: str = PAPER_TITLES[fm.TABLE]) -> None:
+    """A paper table of error against labels (``nums``: ``fixmatch_numbers``, FixMatch's Table 2, or
+    ``adaptive_numbers``, FlexMatch's Table 1) as pictures: one line per method, one panel per dataset, measured here
+    (solid, ± std over seeds) beside the paper (dashed; open markers where no second source confirms it)."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(fm.DATASETS), figsize=(4.2 * len(fm.DATASETS), 4.2))
-    recs = [r for r in records if r["table"] == fm.TABLE]
-    for ax, (dataset, (_, labels)) in zip(axes, fm.DATASETS.items()):
-        for i, method in enumerate(fm.METHODS):
-            color, paper = f"C{i % 10}", fm.TABLE2.get((dataset, method), {})
+    fig, axes = plt.subplots(1, len(nums.DATASETS), figsize=(4.2 * len(nums.DATASETS), 4.2))
+    recs = [r for r in records if r["table"] == nums.TABLE]
+    for ax, (dataset, (_, base_labels)) in zip(axes, nums.DATASETS.items()):
+        extra = [n for (d, _), counts in nums.EXTRA_LABELS.items() if d == dataset for n in counts]
+        labels = sorted(set(base_labels) | set(extra))
+        for i, method in enumerate(nums.METHODS):
+            color, paper = f"C{i % 10}", nums.CELLS.get((dataset, method), {})
             n = sorted(paper)
             if n:
                 ax.errorbar(n, [paper[k][0] for k in n], yerr=[paper[k][1] or 0.0 for k in n], fmt="--",
@@ -101,7 +107,7 @@ def plot_fixmatch(records: Sequence[dict], path: str) -> None:
                     at = [k for k in n if paper[k][2] == confirmed]
                     ax.scatter(at, [paper[k][0] for k in at], edgecolors=color, alpha=0.6,
                                facecolors=color if confirmed else "none")
-            mine = sorted((r for r in recs if r["row"] == fm.row_name(dataset, method)), key=lambda r: r["labels"])
+            mine = sorted((r for r in recs if r["row"] == nums.row_name(dataset, method)), key=lambda r: r["labels"])
             if mine:
                 ax.errorbar([r["labels"] for r in mine], [r["error_mean"] for r in mine],
                             yerr=[r["error_std"] or 0.0 for r in mine], fmt="s-", color=color, capsize=3)
@@ -120,7 +126,7 @@ def plot_fixmatch(records: Sequence[dict], path: str) -> None:
     axes[0].plot([], [], "k--", alpha=0.5, label="paper (open: unverified)")
     axes[0].plot([], [], "k-", label="here")
     axes[0].legend(fontsize=7)
-    fig.suptitle("FixMatch paper, Table 2: error vs number of labels")
+    fig.suptitle(f"{title}: error vs number of labels")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..records import median_of_last, model_selection, read_json, read_metrics
+from . import adaptive_numbers as am
 from . import fixmatch_numbers as fm
 from .numbers import PAPER_STEPS, SLIMMING_STEPS, paper_confirmed, paper_error, paper_steps
-from .plots import FIGURES, plot_comparison, plot_curves, plot_fixmatch, plot_labels
+from .plots import FIGURES, PAPER_TITLES, plot_comparison, plot_curves, plot_labels, plot_paper_table
 from .settings import TABLES
 from .slimming_table import render_slimming
 from .study_plots import render_study
@@ -291,9 +292,9 @@ def render(root: str, metric: str = "test_acc_ema") -> Tuple[str, List[str]]:
     for table in (t for t in FIGURES if any(c.table == t for c in cells)):
         files.append(os.path.join(root, f"{table}.png"))
         plot_comparison(records, table, files[-1])
-    if any(c.table == fm.TABLE for c in cells):
-        files.append(os.path.join(root, f"{fm.TABLE}.png"))
-        plot_fixmatch(records, files[-1])
+    for nums in (n for n in (fm, am) if any(c.table == n.TABLE for c in cells)):
+        files.append(os.path.join(root, f"{nums.TABLE}.png"))
+        plot_paper_table(records, files[-1], nums, PAPER_TITLES[nums.TABLE])
     for table in dict.fromkeys(c.table for c in cells):
         if any(r.history for c in cells if c.table == table for r in c.runs):
             files.append(os.path.join(root, f"{table}_curves.png"))

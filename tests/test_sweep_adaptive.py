@@ -1,0 +1,82 @@
+"""FlexMatch's Table 1 (with FreeMatch and SoftMatch) as a sweep, its rendering beside the papers' numbers, and the
+CPU-scale comparison of the adaptive thresholds."""
+import os
+
+from test_sweep_fixmatch import commands
+
+from semisup.experiments import adaptive_numbers as am
+from semisup.experiments.numbers import paper_confirmed, paper_error
+
+LABELS = {"cifar10": (40, 250, 4000), "cifar100": (400, 2500, 10000), "stl10": (40, 250, 1000),
+          "svhn-extra": (40, 1000)}
+MODEL = {"cifar10": "wrn-28-2", "cifar100": "wrn-28-8", "stl10": "wrn-28-2", "svhn-extra": "wrn-28-2"}
+
+
+def _row(cfg):
+    return os.path.basename(os.path.dirname(cfg.out)).split("@")[0]
+
+
+def test_table_1_commands_three_seeds_each_methods_recipe(capsys, tmp_path):
+    cfgs = commands(capsys, ["flexmatch", "--out", str(tmp_path), "--print-commands"])
+    seen = {}
+    for c in cfgs:
+        method = _row(c).split("-", 1)[1]
+        seen.setdefault((c.dataset, c.algorithm), set()).add((c.n_labeled, c.seed))
+        assert c.algorithm == method and c.model == MODEL[c.dataset]
+        assert (c.optimizer, c.lr, c.nesterov, c.lr_schedule, c.wd_mode, c.uratio) == (
+            "sgd", 0.03, True, "cosine-7/16", "l2-kernels", 7)
+        assert c.wd == (1e-3 if c.dataset == "cifar100" else 5e-4)
+        assert (c.n_valid, c.amp, c.steps) == (0, "none", 1 << 20)
+    assert {a for _, a in seen} == {"fixmatch", "flexmatch", "freematch", "softmatch"}
+    for (dataset, algorithm), cells in seen.items():
+        extra = (10,) if (dataset, algorithm) == ("cifar10", "freematch") else ()
+        assert cells == {(n, s) for n in LABELS[dataset] + extra for s in (1, 2, 3)}
+    assert len(cfgs) == 3 * (4 * 11 + 1)
+
+
+def test_the_sweep_prints_its_cost(capsys, tmp_path):
+    from semisup.commands.sweep import main
+
+    assert main(["flexmatch", "--out", str(tmp_path), "--estimate", "1.0"]) == 0
+    assert capsys.readouterr().out.startswith(f"135 runs, {135 << 20:,} steps: ")
+
+
+def test_papers_numbers_with_their_confirmation():
+    assert paper_error("flexmatch", "cifar10-flexmatch", 40) == (4.97, 0.06)
+    assert paper_error("flexmatch", "cifar100-freematch", 400) == (37.98, 0.42)
+    assert paper_confirmed("flexmatch", "cifar100-freematch", 400)
+    assert not paper_confirmed("flexmatch", "cifar10-softmatch", 250)
+    assert paper_error("flexmatch", "cifar10-freematch", 10) == (7.07, 4.28)
+    assert paper_error("flexmatch", "stl10-softmatch", 250) is None  # not in the paper
+    assert set(am.CELLS) == {(d, m) for d in am.DATASETS for m in am.METHODS}
+
+
+def test_a_table_1_folder_renders_beside_the_papers_with_its_picture(tmp_path):
+    from test_tables import write_run
+
+    from semisup.commands.tables import main as tables
+
+    for seed, acc in ((1, 95.0), (2, 94.0)):
+        write_run(str(tmp_path), "flexmatch", "cifar10-flexmatch", 40, seed, accs=[90.0, acc])
+        write_run(str(tmp_path), "flexmatch", "cifar10-softmatch", 250, seed, accs=[90.0, acc])
+    assert tables([str(tmp_path)]) == 0
+    with open(tmp_path / "table.md") as f:
+        text = f.read()
+    # each seed's error: 100 − the median of its two evaluations (92.5, 92)
+    assert "| cifar10-flexmatch | 40 | 7.75 ± 0.35 | 4.97 ± 0.06 | +2.78 | 2 |" in text
+    assert "| cifar10-softmatch | 250 | 7.75 ± 0.35 | 4.82 ± 0.09 (unverified) | +2.93 | 2 |" in text
+    assert os.path.getsize(tmp_path / "flexmatch.png") > 10_000
+
+
+def test_the_cpu_scale_comparison_gives_supervised_the_same_sgd_recipe(capsys, tmp_path):
+    cfgs = commands(capsys, ["compare-adaptive", "--out", str(tmp_path), "--print-commands"])
+    by_row = {}
+    for c in cfgs:
+        by_row.setdefault(_row(c), []).append((c.n_labeled, c.seed))
+    assert set(by_row) == {"supervised-sgd", "fixmatch", "flexmatch", "freematch", "softmatch", "adamatch", "dash"}
+    assert all(sorted(cells) == [(40, 1), (250, 1), (250, 2), (250, 3)] for cells in by_row.values())
+    recipes = {(c.optimizer, c.lr, c.nesterov, c.lr_schedule, c.wd, c.wd_mode) for c in cfgs}
+    assert recipes == {("sgd", 0.03, True, "cosine-7/16", 5e-4, "l2-kernels")}
+    assert {(c.batch_size, c.steps, c.model) for c in cfgs} == {(8, 240, "wrn-16-1")}
+    dash = next(c for c in cfgs if c.algorithm == "dash")
+    assert dash.dash_warmup < dash.steps
