@@ -77,6 +77,6 @@ def test_the_cpu_scale_comparison_gives_supervised_the_same_sgd_recipe(capsys, t
     assert all(sorted(cells) == [(40, 1), (250, 1), (250, 2), (250, 3)] for cells in by_row.values())
     recipes = {(c.optimizer, c.lr, c.nesterov, c.lr_schedule, c.wd, c.wd_mode) for c in cfgs}
     assert recipes == {("sgd", 0.03, True, "cosine-7/16", 5e-4, "l2-kernels")}
-    assert {(c.batch_size, c.steps, c.model) for c in cfgs} == {(8, 240, "wrn-16-1")}
+    assert {(c.batch_size, c.steps, c.eval_every, c.model) for c in cfgs} == {(8, 600, 150, "wrn-16-1")}
     dash = next(c for c in cfgs if c.algorithm == "dash")
     assert dash.dash_warmup < dash.steps

@@ -145,27 +145,54 @@ def mean_and_spread(histories: Sequence[Sequence[dict]], metric: str):
             [max(by_step[s]) for s in steps])
 
 
+def _threshold(record: dict):
+    """The threshold a curve shows: the global one where the algorithm has it, else the mean over classes."""
+    if "threshold" in record:
+        return record["threshold"]
+    per_class = record.get("class_threshold")
+    return statistics.mean(per_class) if per_class else None
+
+
+# The panels of a learning-curve figure: (y label, [(metric or function of a record, label, style)]); the last two
+# appear for runs that log how many unlabeled rows pass (FixMatch and the adaptive thresholds).
+PANELS = (("test accuracy (%)", [(m, which, style) for m, which, style in CURVES]),
+          ("unlabeled rows passing (SoftMatch: mean weight)", [("pass_rate", "", "-")]),
+          ("threshold (global, or mean over classes)", [(_threshold, "", "-")]))
+
+
+def _series(histories, metric):
+    if callable(metric):
+        histories = [[{"step": h["step"], "value": metric(h)} for h in history] for history in histories]
+        metric = "value"
+    return mean_and_spread(histories, metric)
+
+
 def plot_curves(cells: Sequence, table: str, path: str) -> None:
     """Test accuracy against steps for every row@labels of ``table``: EMA (solid) and raw (dashed) model, the
-    mean over seeds as a line and the spread between seeds (min to max) as a band."""
+    mean over seeds as a line and the spread between seeds (min to max) as a band; beside it, where the runs log
+    them, the share of unlabeled rows that pass the threshold and the threshold itself."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, cell in enumerate(c for c in cells if c.table == table):
-        color = f"C{i % 10}"
-        histories = [r.history for r in cell.runs if r.history]
-        for metric, which, style in CURVES:
-            steps, mean, low, high = mean_and_spread(histories, metric)
-            if not steps:
-                continue
-            ax.plot(steps, mean, style, color=color,
-                    label=f"{cell.row}@{cell.labels} {which} ({len(histories)} seed(s))")
-            if len(histories) > 1:
-                ax.fill_between(steps, low, high, color=color, alpha=0.15, linewidth=0)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{table}: learning curves (line: mean over seeds, band: min to max)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    chosen = [c for c in cells if c.table == table]
+    logs_pass = any("pass_rate" in h for c in chosen for r in c.runs for h in r.history)
+    panels = PANELS if logs_pass else PANELS[:1]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    for ax, (ylabel, curves) in zip(axes[0], panels):
+        for i, cell in enumerate(chosen):
+            color = f"C{i % 10}"
+            histories = [r.history for r in cell.runs if r.history]
+            for metric, which, style in curves:
+                steps, mean, low, high = _series(histories, metric)
+                if not steps:
+                    continue
+                ax.plot(steps, mean, style, color=color,
+                        label=f"{cell.row}@{cell.labels} {which} ({len(histories)} seed(s))".replace("  ", " "))
+                if len(histories) > 1:
+                    ax.fill_between(steps, low, high, color=color, alpha=0.15, linewidth=0)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"{table}: learning curves (line: mean over seeds, band: min to max)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -128,15 +128,17 @@ COMPARE_2020 = Table(rows={"mixmatch": (), "supervised": ("--algorithm", "superv
 # The adaptive thresholds at CPU scale (docs/algorithms.md, README): FixMatch, FlexMatch, FreeMatch, SoftMatch,
 # AdaMatch and Dash beside a supervised run with the same SGD recipe (so each gain is measured against its own
 # optimizer), on real CIFAR-10 with QUICK's network; 250 labels on seeds 1-3 and 40 labels on seed 1. A labeled batch
-# of 8 (the unlabeled batch μ·8 = 56) for 240 steps, evaluated every 80: on two AVX2 cores a step of this size takes
-# about half a second. Dash's warm-up and decay interval are scaled to the run (USB's 2,048 and 10,240 of 2^20).
+# of 8 (the unlabeled batch μ·8 = 56) for 600 steps, four evaluations: on two AVX2 cores such a step takes about 0.45
+# s with two runs at a time, and 240 steps had not moved FreeMatch's τ a fifth of the way from 1/C. Dash's schedule is
+# scaled to the run as USB's is to 2^20 steps: ρ reaches ρ_min after about a sixth of the run (a 12-step warm-up,
+# then a decay every 6 steps).
 SUPERVISED_SGD = ("--algorithm", "supervised", *fm.RECIPE)
 COMPARE_ADAPTIVE = Table(rows={"supervised-sgd": SUPERVISED_SGD, "fixmatch": ("--algorithm", "fixmatch"),
                                "flexmatch": ("--algorithm", "flexmatch"), "freematch": ("--algorithm", "freematch"),
                                "softmatch": ("--algorithm", "softmatch"), "adamatch": ("--algorithm", "adamatch"),
-                               "dash": ("--algorithm", "dash", "--dash-warmup", "24", "--dash-every", "24")},
+                               "dash": ("--algorithm", "dash", "--dash-warmup", "12", "--dash-every", "6")},
                          labels=(40, 250), seeds=(1, 2, 3), label_seeds={40: (1,)},
-                         common=(*QUICK.common, "--batch-size", "8"), steps=240, n_evals=3)
+                         common=(*QUICK.common, "--batch-size", "8"), steps=600, n_evals=4)
 
 # Network slimming's recipe (main.py): SGD, lr 0.1, momentum 0.9, weight decay 1e-4 in the gradient, batch 64, the
 # rate divided by 10 at 50 % and 75 % of 160 epochs (125,000 steps of 64 of the 50,000 images), on every training
