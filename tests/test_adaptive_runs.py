@@ -66,3 +66,19 @@ def test_fixmatch_logs_the_share_that_reaches_tau(fake_cifar, tmp_path):
     record, = _records(out)
     assert record["threshold"] == pytest.approx(0.12) and 0 < record["pass_rate"] <= 1
     shutil.rmtree(out)
+
+
+def test_fine_tuning_a_pruned_checkpoint_with_an_adaptive_threshold(fake_cifar, tmp_path):
+    """--init with --init-prune, then FreeMatch (the compression study's fine-tuning with another algorithm)."""
+    from semisup.checkpoint import model_from_checkpoint
+    from semisup.masks import sparsity
+
+    source = str(tmp_path / "source")
+    assert train(TINY + ["--data-dir", fake_cifar, "--steps", "1", "--eval-every", "1", "--out", source]) == 0
+    out = str(tmp_path / "tuned")
+    assert train(TINY + ["--data-dir", fake_cifar, "--steps", "2", "--eval-every", "2", "--out", out,
+                         "--init", os.path.join(source, "last.pt"), "--init-prune", "magnitude",
+                         "--init-ratio", "0.5", "--algorithm", "freematch", "--uratio", "2"]) == 0
+    state = load_checkpoint(os.path.join(out, "last.pt"))
+    assert state["algorithm"]["tau"].item() != pytest.approx(0.1)  # the curriculum moved from 1/C
+    assert sparsity(model_from_checkpoint(state, "raw", "tuned")) == pytest.approx(0.5, abs=0.01)
