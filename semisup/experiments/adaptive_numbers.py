@@ -13,6 +13,10 @@ extra row (one image per class): 7.07 ± 4.28 in one quotation, 8.07 ± 4.24 in 
 """
 from typing import Dict, Optional, Tuple
 
+from .fixmatch_numbers import row_name, split_row
+
+__all__ = ["CELLS", "DATASETS", "EXTRA_LABELS", "METHODS", "TABLE", "row_name", "table_cell"]
+
 TABLE = "flexmatch"
 METHODS: Dict[str, Tuple[str, ...]] = {
     "fixmatch": ("--algorithm", "fixmatch"),
@@ -63,19 +67,7 @@ CELLS: Dict[Tuple[str, str], Dict[int, Cell]] = {
 }
 
 
-def row_name(dataset: str, method: str) -> str:
-    return f"{dataset}-{method}"
-
-
-def split_row(row: str) -> Optional[Tuple[str, str]]:
-    """(dataset, method) of a row such as ``cifar100-flexmatch``, or None."""
-    for dataset in DATASETS:
-        if row.startswith(dataset + "-") and row[len(dataset) + 1:] in METHODS:
-            return dataset, row[len(dataset) + 1:]
-    return None
-
-
 def table_cell(row: str, labels: int) -> Optional[Cell]:
-    """The papers' cell for this row and label count, or None where they give none."""
-    found = split_row(row)
+    """The papers' cell for a row such as ``cifar100-flexmatch`` and a label count, or None where they give none."""
+    found = split_row(row, DATASETS, METHODS)
     return CELLS.get(found, {}).get(labels) if found else None

@@ -95,18 +95,16 @@ def row_name(dataset: str, method: str) -> str:
     return f"{dataset}-{method}"
 
 
-def split_row(row: str) -> Optional[Tuple[str, str]]:
-    """(dataset, method) of a Table 2 row such as ``cifar100-fixmatch-cta``, or None."""
-    for dataset in DATASETS:
-        if row.startswith(dataset + "-") and row[len(dataset) + 1:] in METHODS:
+def split_row(row: str, datasets=DATASETS, methods=METHODS) -> Optional[Tuple[str, str]]:
+    """(dataset, method) of a row such as ``cifar100-fixmatch-cta``, or None (the tables of ``datasets`` ×
+    ``methods``: this one's, or FlexMatch's in ``adaptive_numbers``)."""
+    for dataset in datasets:
+        if row.startswith(dataset + "-") and row[len(dataset) + 1:] in methods:
             return dataset, row[len(dataset) + 1:]
     return None
 
 
-def table2_cell(row: str, labels: int) -> Optional[Cell]:
+def table_cell(row: str, labels: int) -> Optional[Cell]:
     """The paper's cell for this row and label count, or None where it gives none."""
     found = split_row(row)
     return TABLE2.get(found, {}).get(labels) if found else None
-
-
-table_cell = table2_cell
