@@ -80,3 +80,24 @@ def test_the_cpu_scale_comparison_gives_supervised_the_same_sgd_recipe(capsys, t
     assert {(c.batch_size, c.steps, c.eval_every, c.model) for c in cfgs} == {(8, 600, 150, "wrn-16-1")}
     dash = next(c for c in cfgs if c.algorithm == "dash")
     assert dash.dash_warmup < dash.steps
+
+
+def test_equal_steps_and_equal_wall_time_by_hand():
+    from semisup.experiments.equal_time import at_time, equal_time_lines
+    from semisup.experiments.tables import Cell, RunResult
+
+    def run(row, points):
+        history = [{"step": s, "elapsed_s": t, "test_acc_ema": a, **({"pass_rate": p} if p is not None else {})}
+                   for s, t, a, p in points]
+        return Cell("compare-adaptive", row, 250, [RunResult("compare-adaptive", row, 250, 1, 0.0, 2, 2,
+                                                             history=history)])
+
+    fast = run("fixmatch", [(100, 50.0, 30.0, 0.1), (200, 100.0, 40.0, 0.3)])
+    slow = run("flexmatch", [(100, 80.0, 35.0, 1.0), (200, 160.0, 45.0, 0.9)])
+    supervised = run("supervised-sgd", [(100, 5.0, 33.0, None), (200, 10.0, 36.0, None)])
+    assert at_time(slow.runs[0].history, 100.0) == 35.0 and at_time(slow.runs[0].history, 79.0) is None
+    lines = equal_time_lines([supervised, fast, slow])
+    assert "(T = 100 s)" in lines[1]  # the shortest run that logs a pass rate
+    assert "| fixmatch | 250 | 1 | 200 | 40.00 | 40.00 | 0.500 | 0.100 → 0.300 |" in lines
+    assert "| flexmatch | 250 | 1 | 200 | 45.00 | 35.00 | 0.800 | 1.000 → 0.900 |" in lines
+    assert "| supervised-sgd | 250 | 1 | 200 | 36.00 | 36.00 | 0.050 | — → — |" in lines

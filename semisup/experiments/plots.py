@@ -167,6 +167,22 @@ def _series(histories, metric):
     return mean_and_spread(histories, metric)
 
 
+def _against_time(ax, cells: Sequence) -> None:
+    """EMA test accuracy against the runs' own elapsed seconds (training and evaluation), mean over seeds."""
+    for i, cell in enumerate(cells):
+        histories = [r.history for r in cell.runs if r.history]
+        steps, seconds, _, _ = mean_and_spread(histories, "elapsed_s")
+        acc_steps, acc, _, _ = mean_and_spread(histories, "test_acc_ema")
+        by_step = dict(zip(acc_steps, acc))
+        points = [(t, by_step[s]) for s, t in zip(steps, seconds) if s in by_step]
+        if points:
+            ax.plot(*zip(*points), "o-", color=f"C{i % 10}", label=f"{cell.row}@{cell.labels}")
+    ax.set_xlabel("wall time (s, training and evaluation)")
+    ax.set_ylabel("EMA test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+
+
 def plot_curves(cells: Sequence, table: str, path: str) -> None:
     """Test accuracy against steps for every row@labels of ``table``: EMA (solid) and raw (dashed) model, the
     mean over seeds as a line and the spread between seeds (min to max) as a band; beside it, where the runs log
@@ -175,7 +191,10 @@ def plot_curves(cells: Sequence, table: str, path: str) -> None:
     chosen = [c for c in cells if c.table == table]
     logs_pass = any("pass_rate" in h for c in chosen for r in c.runs for h in r.history)
     panels = PANELS if logs_pass else PANELS[:1]
-    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels) + logs_pass, figsize=(6 * (len(panels) + logs_pass), 4.5),
+                             squeeze=False)
+    if logs_pass:
+        _against_time(axes[0][-1], chosen)
     for ax, (ylabel, curves) in zip(axes[0], panels):
         for i, cell in enumerate(chosen):
             color = f"C{i % 10}"

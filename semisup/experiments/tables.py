@@ -16,6 +16,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from ..records import median_of_last, model_selection, read_json, read_metrics
 from . import adaptive_numbers as am
 from . import fixmatch_numbers as fm
+from .equal_time import render_equal_time
 from .numbers import PAPER_STEPS, SLIMMING_STEPS, paper_confirmed, paper_error, paper_steps
 from .plots import FIGURES, PAPER_TITLES, plot_comparison, plot_curves, plot_labels, plot_paper_table
 from .settings import TABLES
@@ -282,7 +283,7 @@ def render(root: str, metric: str = "test_acc_ema") -> Tuple[str, List[str]]:
     with open(files[0], "w") as f:
         f.write(text)
     write_csv(cells, files[1])
-    for extra in (render_slimming, render_study):
+    for extra in (render_slimming, render_study, render_equal_time):
         more_text, more_files = extra(cells, root)
         text, files = text + ("\n" + more_text if more_text else ""), files + more_files
     records = [cell_record(c) for c in cells]
