@@ -55,7 +55,7 @@ def trainer_and_reference(data_dir, monkeypatch, seed, amp_dtype=None, memory_fo
     torch.manual_seed(seed)
     terms, _ = trainer.train_step()
     loss_x, loss_u = terms["x"], terms["u"]
-    ((x_lb,), y_lb), (x_ulb, _) = views
+    ((x_lb,), y_lb, _), (x_ulb, _, _) = views
     lam, perm = draws[0]
     fp32 = [v.float().contiguous() for v in (x_lb, *x_ulb)]
     ref_loss, ref_x, ref_u = reference_losses(ref, fp32[0], y_lb, fp32[1:], lam, perm, cfg.T, cfg.lambda_u)
