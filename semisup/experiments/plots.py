@@ -191,7 +191,7 @@ def plot_curves(cells: Sequence, table: str, path: str) -> None:
     chosen = [c for c in cells if c.table == table]
     logs_pass = any("pass_rate" in h for c in chosen for r in c.runs for h in r.history)
     panels = PANELS if logs_pass else PANELS[:1]
-    fig, axes = plt.subplots(1, len(panels) + logs_pass, figsize=(6 * (len(panels) + logs_pass), 4.5),
+    fig, axes = plt.subplots(1, len(panels) + logs_pass, figsize=(7 * (len(panels) + logs_pass), 4.5),
                              squeeze=False)
     if logs_pass:
         _against_time(axes[0][-1], chosen)
