@@ -101,3 +101,23 @@ def test_equal_steps_and_equal_wall_time_by_hand():
     assert "| fixmatch | 250 | 1 | 200 | 40.00 | 40.00 | 0.500 | 0.100 → 0.300 |" in lines
     assert "| flexmatch | 250 | 1 | 200 | 45.00 | 35.00 | 0.800 | 1.000 → 0.900 |" in lines
     assert "| supervised-sgd | 250 | 1 | 200 | 36.00 | 36.00 | 0.050 | — → — |" in lines
+
+
+def test_a_comparison_with_pass_rates_renders_its_curves_and_equal_time_table(tmp_path):
+    import json
+
+    from semisup.commands.tables import main as tables
+
+    for row, passes in (("fixmatch", [0.0, 0.1]), ("flexmatch", [1.0, 0.9]), ("supervised-sgd", None)):
+        folder = tmp_path / "compare-adaptive" / f"{row}@250" / "seed1"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({"n_eval_last": 3}))
+        with open(folder / "metrics.jsonl", "w") as f:
+            for i, acc in enumerate((20.0, 30.0)):
+                rate = {"pass_rate": passes[i], "threshold": 0.5, "class_threshold": [0.1, 0.3]} if passes else {}
+                f.write(json.dumps({"step": 10 * (i + 1), "test_acc_ema": acc, "test_acc": acc,
+                                    "elapsed_s": 5.0 * (i + 1), **rate}) + "\n")
+    assert tables([str(tmp_path)]) == 0
+    assert os.path.getsize(tmp_path / "compare-adaptive_curves.png") > 10_000
+    text = (tmp_path / "equal_time.md").read_text()
+    assert "| flexmatch | 250 | 1 | 20 | 30.00 | 30.00 | 0.500 | 1.000 → 0.900 |" in text

@@ -167,51 +167,81 @@ def _series(histories, metric):
     return mean_and_spread(histories, metric)
 
 
-def _against_time(ax, cells: Sequence) -> None:
+def _against_time(ax, cells: Sequence, rows: Sequence[str], labels: Sequence[int], styles: Sequence[str]) -> None:
     """EMA test accuracy against the runs' own elapsed seconds (training and evaluation), mean over seeds."""
-    for i, cell in enumerate(cells):
+    for cell in cells:
         histories = [r.history for r in cell.runs if r.history]
         steps, seconds, _, _ = mean_and_spread(histories, "elapsed_s")
         acc_steps, acc, _, _ = mean_and_spread(histories, "test_acc_ema")
         by_step = dict(zip(acc_steps, acc))
         points = [(t, by_step[s]) for s, t in zip(steps, seconds) if s in by_step]
         if points:
-            ax.plot(*zip(*points), "o-", color=f"C{i % 10}", label=f"{cell.row}@{cell.labels}")
+            ax.plot(*zip(*points), styles[labels.index(cell.labels) % len(styles)], marker="o", markersize=3,
+                    color=f"C{rows.index(cell.row) % 10}")
     ax.set_xlabel("wall time (s, training and evaluation)")
     ax.set_ylabel("EMA test accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
 
 
 def plot_curves(cells: Sequence, table: str, path: str) -> None:
     """Test accuracy against steps for every row@labels of ``table``: EMA (solid) and raw (dashed) model, the
-    mean over seeds as a line and the spread between seeds (min to max) as a band; beside it, where the runs log
-    them, the share of unlabeled rows that pass the threshold and the threshold itself."""
-    plt = pyplot()
+    mean over seeds as a line and the spread between seeds (min to max) as a band. A table whose runs log a pass
+    rate gets ``plot_threshold_curves`` instead."""
     chosen = [c for c in cells if c.table == table]
-    logs_pass = any("pass_rate" in h for c in chosen for r in c.runs for h in r.history)
-    panels = PANELS if logs_pass else PANELS[:1]
-    fig, axes = plt.subplots(1, len(panels) + logs_pass, figsize=(7 * (len(panels) + logs_pass), 4.5),
-                             squeeze=False)
-    if logs_pass:
-        _against_time(axes[0][-1], chosen)
-    for ax, (ylabel, curves) in zip(axes[0], panels):
-        for i, cell in enumerate(chosen):
-            color = f"C{i % 10}"
-            histories = [r.history for r in cell.runs if r.history]
-            for metric, which, style in curves:
-                steps, mean, low, high = _series(histories, metric)
-                if not steps:
-                    continue
-                ax.plot(steps, mean, style, color=color,
-                        label=f"{cell.row}@{cell.labels} {which} ({len(histories)} seed(s))".replace("  ", " "))
+    if any("pass_rate" in h for c in chosen for r in c.runs for h in r.history):
+        plot_threshold_curves(chosen, table, path)
+        return
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, cell in enumerate(chosen):
+        color = f"C{i % 10}"
+        histories = [r.history for r in cell.runs if r.history]
+        for metric, which, style in CURVES:
+            steps, mean, low, high = mean_and_spread(histories, metric)
+            if not steps:
+                continue
+            ax.plot(steps, mean, style, color=color,
+                    label=f"{cell.row}@{cell.labels} {which} ({len(histories)} seed(s))")
+            if len(histories) > 1:
+                ax.fill_between(steps, low, high, color=color, alpha=0.15, linewidth=0)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{table}: learning curves (line: mean over seeds, band: min to max)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_threshold_curves(cells: Sequence, table: str, path: str) -> None:
+    """Four panels for rows that learn a threshold: the EMA test accuracy against steps, the pass rate, the
+    threshold, and the accuracy against wall time; a colour per row, a line style per label count, the mean over
+    seeds (band: min to max)."""
+    plt = pyplot()
+    rows = list(dict.fromkeys(c.row for c in cells))
+    labels = sorted({c.labels for c in cells})
+    styles = ("--", "-", ":", "-.")
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    metrics = ((axes[0][0], CURVES[0][0], "EMA test accuracy (%)"), (axes[0][1],) + PANELS[1][1][0][:1]
+               + (PANELS[1][0],), (axes[1][0],) + PANELS[2][1][0][:1] + (PANELS[2][0],))
+    for cell in cells:
+        color, style = f"C{rows.index(cell.row) % 10}", styles[labels.index(cell.labels) % len(styles)]
+        histories = [r.history for r in cell.runs if r.history]
+        for ax, metric, _ in metrics:
+            steps, mean, low, high = _series(histories, metric)
+            if steps:
+                ax.plot(steps, mean, style, color=color, label=f"{cell.row}@{cell.labels} ({len(histories)})")
                 if len(histories) > 1:
-                    ax.fill_between(steps, low, high, color=color, alpha=0.15, linewidth=0)
+                    ax.fill_between(steps, low, high, color=color, alpha=0.12, linewidth=0)
+    for ax, _, ylabel in metrics:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    fig.suptitle(f"{table}: learning curves (line: mean over seeds, band: min to max)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _against_time(axes[1][1], cells, rows, labels, styles)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="center right", fontsize=8, title="row@labels (seeds)")
+    fig.suptitle(f"{table}: learning curves, pass rates and thresholds (line: mean over seeds, band: min to max)")
+    fig.tight_layout(rect=(0, 0, 0.83, 0.97))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
