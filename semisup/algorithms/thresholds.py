@@ -147,5 +147,6 @@ def decays_at(step: int, warmup: int, every: int) -> int:
 
 
 def uniform(num_classes: int) -> torch.Tensor:
+    """1/C for every class: where FreeMatch's statistics and the alignments' distributions start."""
     return torch.full((num_classes,), 1.0 / num_classes)
 
