@@ -21,6 +21,7 @@ from semisup.algorithms.thresholds import (
     mean_and_variance,
     relative_threshold,
     self_loss,
+    soft_cross_entropy,
     truncated_gaussian,
     write_marks,
 )
@@ -225,3 +226,11 @@ def test_targets_and_weights_carry_no_gradient(fake_cifar, name):
     logits_x, logits_w, logits_s = (torch.randn(4, 3, requires_grad=True) for _ in range(3))
     selection = algorithm.select_step(logits_x, torch.arange(4) % 3, logits_w, logits_s, torch.arange(4))
     assert not selection.targets.requires_grad and not selection.weights.requires_grad
+    loss = (soft_cross_entropy(logits_s, selection.targets) * selection.weights).sum()
+    if name == "freematch":  # the fairness term: its gradient reaches the strong logits only
+        from semisup.algorithms.adaptive import AdaptiveRows
+
+        rows = AdaptiveRows(logits_x, None, logits_w, logits_s, 4, 4)
+        loss = loss + algorithm.extra_terms(logits_s, selection, rows)["fair"]
+    loss.backward()
+    assert logits_w.grad is None and logits_x.grad is None and logits_s.grad is not None
