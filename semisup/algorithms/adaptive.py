@@ -16,6 +16,7 @@ Across processes: the predictions and dataset indices of every rank are gathered
 update, so the state is identical on every rank and equals that of one process with the same global batch
 (FlexMatch's marks included, which the official codebases keep per process).
 """
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Dict, Optional
 
@@ -76,7 +77,7 @@ def step_logits(model: nn.Module, rows: AdaptiveRows, strong: bool):
     return logits[:nx], logits[nx:nx + nu], logits[nx + nu:] if strong else None
 
 
-class AdaptiveThreshold(FixMatch):
+class AdaptiveThreshold(FixMatch, ABC):
     """FixMatch with ``select`` (the subclass's: state update, targets, weights) in place of the fixed τ."""
 
     needs_strong = False  # select reads the strong views' predictions too (FreeMatch's fairness term)
@@ -112,8 +113,9 @@ class AdaptiveThreshold(FixMatch):
         n = len(logits_w)
         return selection.rows(slice(rank() * n, (rank() + 1) * n)) if ranks > 1 else selection
 
+    @abstractmethod
     def select(self, step: StepLogits) -> Selection:
-        raise NotImplementedError
+        """Update the state once with the step's rows (every rank's), then each row's target and weight."""
 
     def loss(self, net: nn.Module, micro: AdaptiveRows, autocast) -> Dict[str, torch.Tensor]:
         logits_x, logits_w, logits_s = joint_logits(net, micro, autocast)

@@ -42,6 +42,7 @@ from ..mixmatch import draw_mixup, interleave, mixup, sharpen
 from ..models import frozen_bn_stats
 from .base import Algorithm, Models, one_hot, teacher_probs
 from .strong import StrongAugment, world_size
+from .thresholds import align
 
 NAME = "remixmatch"
 CLASS = "ReMixMatch"
@@ -61,14 +62,7 @@ OPTIONS = {
 DEFAULTS = {"optimizer": "sgd", "lr": 0.03, "nesterov": True, "lr_schedule": "cosine-7/16", "wd": 5e-4,
             "wd_mode": "l2-kernels"}
 ROTATIONS = 4
-EPS = 1e-6
 P_DATA_DECAY = 0.999
-
-
-def align(p: torch.Tensor, p_data: torch.Tensor, p_model: torch.Tensor) -> torch.Tensor:
-    """p·(1e-6 + p_data)/(1e-6 + p_model), renormalised per row (``remixmatch_no_cta.py:51-54``)."""
-    weighted = p * ((EPS + p_data) / (EPS + p_model))
-    return weighted / weighted.sum(-1, keepdim=True)
 
 
 def rotation_labels(n: int) -> torch.Tensor:

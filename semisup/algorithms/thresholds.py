@@ -95,9 +95,9 @@ def fairness(p_model: torch.Tensor, hist: torch.Tensor, mean_strong: torch.Tenso
 
 # ----- SoftMatch, AdaMatch: alignment and weights ----------------------------------------------------------
 def align(probs: torch.Tensor, p_target: torch.Tensor, p_model: torch.Tensor, eps: float = DA_EPS) -> torch.Tensor:
-    """Normalize(q·(p_target + ε)/(p_model + ε)) per row: USB's distribution alignment (ε = 1e-6); TorchSSL's
-    SoftMatch divides without ε (``eps=0``)."""
-    aligned = probs * (p_target + eps) / (p_model + eps)
+    """Normalize(q·(p_target + ε)/(p_model + ε)) per row: USB's distribution alignment (ε = 1e-6), ReMixMatch's
+    (``remixmatch_no_cta.py:51-54``, p_data as the target); TorchSSL's SoftMatch divides without ε (``eps=0``)."""
+    aligned = probs * ((p_target + eps) / (p_model + eps))
     return aligned / aligned.sum(-1, keepdim=True)
 
 
