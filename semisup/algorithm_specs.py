@@ -11,6 +11,8 @@ and their defaults without paying for ``import torch``:
     SUMMARY = "one line for --help"
     OPTIONS = {"lambda_u": (10.0, "help text"), "pl_loss": ("official", "help", ("official", "masked"))}
     DEFAULTS = {"wd": 0.002}              # optional: shared settings whose default differs for this algorithm
+    LIKE = ("fixmatch", ("uratio",))      # optional: that algorithm's DEFAULTS and these of its OPTIONS, as
+                                          # declared there (this file's own OPTIONS and DEFAULTS win)
     NEEDS_EMA = True                      # optional: the algorithm reads the EMA model (--ema-decay 0 refused)
     RAMP_SHARE = 0.4                      # optional: a consistency ramp over this share of the run, with the
                                           # --rampup-share/--rampup-kimg/--rampup-steps options (RAMP_OPTIONS)
@@ -52,7 +54,7 @@ def _literals(path: str) -> dict:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
             name = node.targets[0].id
             if name in ("NAME", "CLASS", "SUMMARY", "OPTIONS", "DEFAULTS", "NEEDS_EMA", "STEP_COST",
-                        "RAMP_SHARE"):
+                        "RAMP_SHARE", "LIKE"):
                 found[name] = ast.literal_eval(node.value)
     return found
 
@@ -83,15 +85,29 @@ def _spec(module: str, found: dict) -> Spec:
                 int(found.get("STEP_COST", 3)))
 
 
+def _inherit(found: dict, declared: Dict[str, dict]) -> dict:
+    """``found`` with what its ``LIKE = ("fixmatch", ("lambda_u", ...))`` takes from that algorithm's file: its
+    DEFAULTS (the recipe) and the named OPTIONS as declared there; the file's own declarations win."""
+    if "LIKE" not in found:
+        return found
+    name, keys = found["LIKE"]
+    base = _inherit(declared[name], declared)
+    options = {key: base["OPTIONS"][key] for key in keys}
+    return {**found, "OPTIONS": {**options, **found.get("OPTIONS", {})},
+            "DEFAULTS": {**base.get("DEFAULTS", {}), **found.get("DEFAULTS", {})}}
+
+
 def discover(folder: str = FOLDER) -> Dict[str, Spec]:
     """Every algorithm file in ``folder``, keyed by NAME, in --help order."""
-    specs = {}
+    modules = {}
     for filename in sorted(os.listdir(folder)):
         if not filename.endswith(".py") or filename.startswith("_"):
             continue
         found = _literals(os.path.join(folder, filename))
         if "NAME" in found:
-            specs[found["NAME"]] = _spec(filename[:-3], found)
+            modules[found["NAME"]] = (filename[:-3], found)
+    declared = {name: found for name, (_, found) in modules.items()}
+    specs = {name: _spec(module, _inherit(found, declared)) for name, (module, found) in modules.items()}
     order = [n for n in FIRST if n in specs] + sorted(n for n in specs if n not in FIRST)
     return {name: specs[name] for name in order}
 

@@ -228,3 +228,20 @@ def test_l2_weight_decay_is_the_optimizers_and_decoupled_is_not():
     assert opt.param_groups[0]["weight_decay"] == 1e-4
     opt, _ = _rates()
     assert opt.param_groups[0]["weight_decay"] == 0.0  # the Trainer shrinks the kernels after the step instead
+
+
+def test_like_takes_another_algorithms_recipe_and_named_options(tmp_path):
+    """``LIKE = (name, options)``: that file's DEFAULTS and the named OPTIONS as declared there; the file's own win,
+    and an option it does not name is not taken (FreeMatch has no --confidence)."""
+    from semisup import algorithm_specs
+
+    (tmp_path / "base.py").write_text('NAME = "base"\nCLASS = "B"\nOPTIONS = {"a": (1, "help a"), "b": (2, "help b")}\n'
+                                      'DEFAULTS = {"lr": 0.03, "wd": 5e-4}\n')
+    (tmp_path / "child.py").write_text('NAME = "child"\nCLASS = "C"\nLIKE = ("base", ("a",))\n'
+                                       'OPTIONS = {"c": (3, "help c")}\nDEFAULTS = {"wd": 1e-3}\n')
+    child = algorithm_specs.discover(str(tmp_path))["child"]
+    assert child.options == {"a": (1, "help a", ()), "c": (3, "help c", ())}
+    assert child.defaults == {"lr": 0.03, "wd": 1e-3}
+    specs = algorithm_specs.SPECS
+    assert specs["flexmatch"].options["strong_aug"] == specs["fixmatch"].options["strong_aug"]
+    assert "confidence" not in specs["freematch"].options and specs["freematch"].defaults == specs["fixmatch"].defaults

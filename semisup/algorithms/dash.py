@@ -29,11 +29,9 @@ NAME = "dash"
 CLASS = "Dash"
 STEP_COST = 45  # as FixMatch: 15 images per labeled image, forward and backward in the joint pass
 SUMMARY = "Dash: pseudo-labels whose weak-view loss is under a threshold ρ that decays from the first step's loss"
+# FixMatch's recipe (its DEFAULTS) and these of its options, as fixmatch.py declares them
+LIKE = ("fixmatch", ("lambda_u", "uratio", "strong_aug"))
 OPTIONS = {
-    "lambda_u": (1.0, "weight of the unlabeled loss (constant, no ramp-up)"),
-    "uratio": (7, "unlabeled images per labeled image (μ): the unlabeled batch is μ × --batch-size"),
-    "strong_aug": ("ra", "the strong augmentation: ra (RandAugment + cutout, FixMatch (RA)) or cta (CTAugment + "
-                         "cutout, FixMatch (CTA))", ("ra", "cta")),
     "T": (0.5, "sharpening temperature"),
     "dash_warmup": (2048, "dash: the first steps train on the labeled images alone (USB's num_wu_iter)"),
     "dash_every": (10240, "dash: steps between two decays of ρ (USB: 10 epochs of 1,024 steps)"),
@@ -41,8 +39,6 @@ OPTIONS = {
     "dash_c": (1.0001, "dash: ρ's constant factor C"),
     "rho_min": (0.05, "dash: ρ's floor; at it the targets turn from soft to hard"),
 }
-DEFAULTS = {"optimizer": "sgd", "lr": 0.03, "nesterov": True, "lr_schedule": "cosine-7/16", "wd": 5e-4,
-            "wd_mode": "l2-kernels"}
 
 
 class Dash(AdaptiveThreshold):

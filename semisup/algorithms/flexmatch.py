@@ -28,17 +28,12 @@ NAME = "flexmatch"
 CLASS = "FlexMatch"
 STEP_COST = 45  # as FixMatch: 15 images per labeled image, forward and backward in the joint pass
 SUMMARY = "FlexMatch: FixMatch with per-class thresholds τ·M(β(c)) from each class's share of confident marks"
+# FixMatch's recipe (its DEFAULTS) and these of its options, as fixmatch.py declares them
+LIKE = ("fixmatch", ("confidence", "lambda_u", "uratio", "strong_aug"))
 OPTIONS = {
-    "confidence": (0.95, "threshold τ: the weak view's softmax must reach it (>=) for its pseudo-label to count"),
-    "lambda_u": (1.0, "weight of the unlabeled loss (constant, no ramp-up)"),
-    "uratio": (7, "unlabeled images per labeled image (μ): the unlabeled batch is μ × --batch-size"),
-    "strong_aug": ("ra", "the strong augmentation: ra (RandAugment + cutout, FixMatch (RA)) or cta (CTAugment + "
-                         "cutout, FixMatch (CTA))", ("ra", "cta")),
     "threshold_warmup": (True, "flexmatch: the unused images count in β's denominator until the marked ones "
                                "dominate (the official thresh_warmup)"),
 }
-DEFAULTS = {"optimizer": "sgd", "lr": 0.03, "nesterov": True, "lr_schedule": "cosine-7/16", "wd": 5e-4,
-            "wd_mode": "l2-kernels"}
 
 
 class FlexMatch(AdaptiveThreshold):

@@ -30,19 +30,15 @@ NAME = "freematch"
 CLASS = "FreeMatch"
 STEP_COST = 45  # as FixMatch: 15 images per labeled image, forward and backward in the joint pass
 SUMMARY = "FreeMatch: a self-adaptive threshold (EMA of the confidence, MaxNorm per class) and a fairness term"
+# FixMatch's recipe (its DEFAULTS) and these of its options, as fixmatch.py declares them
+LIKE = ("fixmatch", ("lambda_u", "uratio", "strong_aug"))
 OPTIONS = {
-    "lambda_u": (1.0, "weight of the unlabeled loss (constant, no ramp-up)"),
-    "uratio": (7, "unlabeled images per labeled image (μ): the unlabeled batch is μ × --batch-size"),
-    "strong_aug": ("ra", "the strong augmentation: ra (RandAugment + cutout, FixMatch (RA)) or cta (CTAugment + "
-                         "cutout, FixMatch (CTA))", ("ra", "cta")),
     "ema_p": (0.999, "momentum λ of the running statistics (FreeMatch's τ, p̃, h̃; SoftMatch's μ, σ²; the "
                      "alignment's distributions)"),
     "lambda_fair": (0.01, "freematch: weight λ_f of the self-adaptive fairness term (TorchSSL's configurations; "
                           "USB's use 0.001)"),
     "clip_threshold": (False, "freematch: clip the global threshold τ to at most 0.95 (USB's SVHN setting)"),
 }
-DEFAULTS = {"optimizer": "sgd", "lr": 0.03, "nesterov": True, "lr_schedule": "cosine-7/16", "wd": 5e-4,
-            "wd_mode": "l2-kernels"}
 
 
 def fairness_linearised(p_model: torch.Tensor, hist: torch.Tensor, probs_strong: torch.Tensor,

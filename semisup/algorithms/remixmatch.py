@@ -59,8 +59,7 @@ OPTIONS = {
                             "(0: no ramp-up)"),
     "dbuf": (128, "batches whose mean prediction distribution alignment averages (p_model)"),
 }
-DEFAULTS = {"optimizer": "sgd", "lr": 0.03, "nesterov": True, "lr_schedule": "cosine-7/16", "wd": 5e-4,
-            "wd_mode": "l2-kernels"}
+LIKE = ("fixmatch", ())  # FixMatch's recipe (its DEFAULTS), as fixmatch.py declares it
 ROTATIONS = 4
 P_DATA_DECAY = 0.999
 

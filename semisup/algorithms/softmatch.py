@@ -27,19 +27,13 @@ NAME = "softmatch"
 CLASS = "SoftMatch"
 STEP_COST = 45  # as FixMatch: 15 images per labeled image, forward and backward in the joint pass
 SUMMARY = "SoftMatch: every pseudo-label weighted by a truncated Gaussian of its aligned confidence"
+# FreeMatch's recipe (FixMatch's) and these of its options (FixMatch's three, and ema_p), as declared there
+LIKE = ("freematch", ("lambda_u", "uratio", "strong_aug", "ema_p"))
 OPTIONS = {
-    "lambda_u": (1.0, "weight of the unlabeled loss (constant, no ramp-up)"),
-    "uratio": (7, "unlabeled images per labeled image (μ): the unlabeled batch is μ × --batch-size"),
-    "strong_aug": ("ra", "the strong augmentation: ra (RandAugment + cutout, FixMatch (RA)) or cta (CTAugment + "
-                         "cutout, FixMatch (CTA))", ("ra", "cta")),
-    "ema_p": (0.999, "momentum λ of the running statistics (FreeMatch's τ, p̃, h̃; SoftMatch's μ, σ²; the "
-                     "alignment's distributions)"),
     "n_sigma": (2.0, "softmatch: the weight's Gaussian has standard deviation σ/n_sigma below the mean μ"),
     "softmatch_variant": ("torchssl", "softmatch: torchssl (statistics before the alignment, labeled target: the "
                                       "paper's code) or usb (after it, uniform target)", ("torchssl", "usb")),
 }
-DEFAULTS = {"optimizer": "sgd", "lr": 0.03, "nesterov": True, "lr_schedule": "cosine-7/16", "wd": 5e-4,
-            "wd_mode": "l2-kernels"}
 
 
 class SoftMatch(AdaptiveThreshold):

@@ -24,19 +24,14 @@ NAME = "uda"
 CLASS = "UDA"
 STEP_COST = 45  # as FixMatch: 15 images per labeled image, forward and backward in the joint pass
 SUMMARY = "UDA: KL from the weak view's (sharpened, confident) prediction to the strong view's, with TSA"
+# FixMatch's recipe (its DEFAULTS) and these of its options, as fixmatch.py declares them
+LIKE = ("fixmatch", ("confidence", "lambda_u", "uratio", "strong_aug"))
 OPTIONS = {
-    "confidence": (0.95, "threshold τ: the weak view's softmax must reach it (>=) for its pseudo-label to count"),
-    "lambda_u": (1.0, "weight of the unlabeled loss (constant, no ramp-up)"),
-    "uratio": (7, "unlabeled images per labeled image (μ): the unlabeled batch is μ × --batch-size"),
-    "strong_aug": ("ra", "the strong augmentation: ra (RandAugment + cutout, FixMatch (RA)) or cta (CTAugment + "
-                         "cutout, FixMatch (CTA))", ("ra", "cta")),
     "T": (1.0, "sharpening temperature"),
     "tsa": ("no", "training-signal annealing of the supervised term: no, linear, exp or log",
             ("no", "linear", "exp", "log")),
     "tsa_pos": (8, "TSA reaches the end of its schedule after min(training kimg, 16384) · 2^tsa_pos images"),
 }
-DEFAULTS = {"optimizer": "sgd", "lr": 0.03, "nesterov": True, "lr_schedule": "cosine-7/16", "wd": 5e-4,
-            "wd_mode": "l2-kernels"}
 TSA_COEFF = {"no": lambda r: 1.0, "linear": lambda r: r, "exp": lambda r: math.exp(5 * (r - 1)),
              "log": lambda r: 1 - math.exp(-5 * r)}
 
