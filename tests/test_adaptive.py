@@ -234,3 +234,16 @@ def test_targets_and_weights_carry_no_gradient(fake_cifar, name):
         loss = loss + algorithm.extra_terms(logits_s, selection, rows)["fair"]
     loss.backward()
     assert logits_w.grad is None and logits_x.grad is None and logits_s.grad is not None
+
+
+@pytest.mark.parametrize("name, key", [("flexmatch", "beta"), ("freematch", "p_model"), ("softmatch", "p_target"),
+                                       ("adamatch", "p_target")])
+def test_a_saved_curriculum_of_another_class_count_is_refused(fake_cifar, name, key):
+    from semisup import algorithms
+
+    algorithm = algorithms.load(name)(tiny_config(fake_cifar, algorithm=name), 10)
+    algorithm.bind_unlabeled(8)
+    state = algorithm.state_dict()
+    state[key] = torch.zeros(100)
+    with pytest.raises(ValueError, match=f"{name}'s .* count 100 classes, this run's data has 10"):
+        algorithm.load_state_dict(state)

@@ -59,8 +59,6 @@ class AdaMatch(AdaptiveThreshold):
         super().load_state_dict(state)
         if "p_target" not in state:
             return
-        if state["p_target"].shape != self.p_target.shape:
-            raise ValueError(f"adamatch's distributions have {len(state['p_target'])} classes, this run's data has "
-                             f"{self.num_classes}")
+        self.check_classes(state["p_target"], "distributions")
         self.p_target = state["p_target"].clone()
         self.p_model = state["p_model"].clone() if "p_model" in state else None

@@ -133,3 +133,9 @@ class AdaptiveThreshold(FixMatch, ABC):
 
     def step_stats(self) -> Dict[str, torch.Tensor]:
         return self.last_stats
+
+    def check_classes(self, per_class: torch.Tensor, what: str) -> None:
+        """Refuse a saved per-class statistic of another class count (a checkpoint of other data)."""
+        if len(per_class) != self.num_classes:
+            raise ValueError(f"{self.cfg.algorithm}'s {what} count {len(per_class)} classes, this run's data has "
+                             f"{self.num_classes}")

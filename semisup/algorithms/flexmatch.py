@@ -73,7 +73,8 @@ class FlexMatch(AdaptiveThreshold):
         if self.marks is not None and marks.shape != self.marks.shape:
             raise ValueError(f"flexmatch's curriculum marks {len(marks)} unlabeled images, this run's unlabeled set "
                              f"holds {len(self.marks)}")
-        if beta.shape != self.beta.shape or int(marks.max()) >= self.num_classes:
-            raise ValueError(f"flexmatch's curriculum counts {len(beta)} classes, this run's data has "
-                             f"{self.num_classes}")
+        self.check_classes(beta, "curriculum")
+        if int(marks.max()) >= self.num_classes:
+            raise ValueError(f"flexmatch's curriculum marks class {int(marks.max())}, this run's data has "
+                             f"{self.num_classes} classes")
         self.marks, self.beta = marks.clone(), beta.clone().float()

@@ -103,8 +103,6 @@ class FreeMatch(AdaptiveThreshold):
         super().load_state_dict(state)
         if "p_model" not in state:
             return
-        if state["p_model"].shape != self.p_model.shape:
-            raise ValueError(f"freematch's statistics have {len(state['p_model'])} classes, this run's data has "
-                             f"{self.num_classes}")
+        self.check_classes(state["p_model"], "statistics")
         self.tau, self.p_model = state["tau"].clone(), state["p_model"].clone()
         self.hist = state["label_hist"].clone()

@@ -80,8 +80,6 @@ class SoftMatch(AdaptiveThreshold):
         super().load_state_dict(state)
         if "mu" not in state:
             return
-        if state["p_target"].shape != self.p_target.shape:
-            raise ValueError(f"softmatch's distributions have {len(state['p_target'])} classes, this run's data "
-                             f"has {self.num_classes}")
+        self.check_classes(state["p_target"], "distributions")
         self.mu, self.var, self.p_target = float(state["mu"]), float(state["var"]), state["p_target"].clone()
         self.p_model = state["p_model"].clone() if "p_model" in state else None
